@@ -1,0 +1,1 @@
+"""Kernel factories: they turn a rule of :mod:`numadam._rules` into compiled loops."""

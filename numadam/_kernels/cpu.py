@@ -1,0 +1,141 @@
+"""CPU kernels built from the element-wise rules with ``numba.njit``.
+
+Every kernel is made by a small factory and kept per ``(rule, flags, ...)``
+key, both in this process (``functools.cache``) and on disk (Numba's
+``cache=True``).  The compile-time switches a kernel is specialised on are
+closure constants, so Numba folds them away and a disabled feature costs
+nothing in the element loop.  Each factory makes a serial kernel (``range``)
+and a parallel one (``prange``) from the same source; callers choose with
+:func:`use_parallel`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import sys
+
+import numpy as np
+from numba import njit, prange
+
+from .._rules import NC, get_rule
+
+#: Arrays with at least this many elements use the parallel (``prange``)
+#: kernels, by rule and by (float64, float32).  Measured with
+#: ``python asv_bench/parallel_threshold.py`` on the project's 2-core
+#: reference machine: starting the threads costs about 3.5 us, which pays off
+#: once a serial step takes about twice that.  The rules with a square root
+#: and divisions per element get there at a few thousand elements; sgd, a
+#: multiply-add per element, and float32, twice the elements per vector,
+#: later.
+PARALLEL_THRESHOLD = {
+    "sgd": (1 << 14, 1 << 16),
+    None: (1 << 12, 1 << 14),
+}
+
+_JIT = dict(cache=True, error_model="numpy", nogil=True)
+
+math_nan = float("nan")
+
+
+def use_parallel(n, parallel=None, rule=None, dtype=np.float64):
+    """Whether an array of ``n`` elements should use the parallel kernels."""
+    if parallel is None:
+        f64, f32 = PARALLEL_THRESHOLD.get(rule, PARALLEL_THRESHOLD[None])
+        return n >= (f32 if np.dtype(dtype) == np.float32 else f64)
+    return bool(parallel)
+
+
+@functools.cache
+def fingerprint(rule_name):
+    """A digest of the source of the rule's module.
+
+    It is a closure constant of every kernel built from the rule, so that
+    Numba's on-disk cache, which watches only the file that defines the
+    kernel, is invalidated when a rule changes.
+    """
+    module = sys.modules[get_rule(rule_name).update.__module__]
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError):  # pragma: no cover - no source on disk
+        source = repr(module.__dict__.get("__file__")) + str(os.getpid())
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+@functools.cache
+def step_kernel(rule_name, F, parallel, bounded, backup):
+    """The dense update step of a rule.
+
+    ``step(x, g, S, h, aux, lr, cbuf, lo, hi, xprev)`` advances the step
+    count, computes the per-step scalars into ``cbuf`` and updates ``x`` and
+    ``S`` in place.  With ``bounded`` the new iterate is projected onto
+    ``[lo, hi]``; with ``backup`` the previous iterate is written to
+    ``xprev`` in the same pass.
+    """
+    rule = get_rule(rule_name)
+    coefficients = rule.coefficients
+    update = rule.update
+    loop = prange if parallel else range
+    version = fingerprint(rule_name)
+
+    @njit(parallel=parallel, **_JIT)
+    def step(x, g, S, h, aux, lr, cbuf, lo, hi, xprev):
+        _ = version
+        coefficients(h, aux, lr, F, cbuf)
+        c = (cbuf[0], cbuf[1], cbuf[2], cbuf[3], cbuf[4], cbuf[5],
+             cbuf[6], cbuf[7], cbuf[8], cbuf[9], cbuf[10], cbuf[11])
+        for i in loop(x.shape[0]):
+            xi = x[i]
+            if backup:
+                xprev[i] = xi
+            xn = update(i, xi, g[i], S, c, F)
+            if bounded:
+                if xn < lo[i]:
+                    xn = lo[i]
+                elif xn > hi[i]:
+                    xn = hi[i]
+            x[i] = xn
+
+    return step
+
+
+@functools.cache
+def grad_norm_kernel(parallel):
+    """``gnorm(g)``: the largest ``|g_i|``, or NaN if any ``g_i`` is not finite."""
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **_JIT)
+    def gnorm(g):
+        m = 0.0
+        bad = 0.0
+        for i in loop(g.shape[0]):
+            gi = g[i]
+            m = max(m, abs(gi))
+            bad += gi - gi
+        if bad != 0.0 or m != m:
+            return math_nan
+        return m
+
+    return gnorm
+
+
+@functools.cache
+def change_kernel(parallel):
+    """``change(x, xprev)``: ``(max |x - xprev|, max |x|)`` for the xtol test."""
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **_JIT)
+    def change(x, xprev):
+        d = 0.0
+        s = 0.0
+        for i in loop(x.shape[0]):
+            d = max(d, abs(x[i] - xprev[i]))
+            s = max(s, abs(x[i]))
+        return d, s
+
+    return change
+
+
+assert NC == 12, "step_kernel unpacks exactly NC per-step scalars"

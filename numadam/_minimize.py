@@ -1,0 +1,338 @@
+"""The front door: ``minimize`` with scipy's signature, and the method callables."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import scipy.optimize
+from scipy.optimize import Bounds, OptimizeResult
+
+from . import _loop
+from ._objective import Objective
+from ._optimizer import Optimizer
+from ._options import COMMON_OPTIONS, unknown_option_message, warn_user
+from ._registry import lookup
+
+__all__ = ["minimize"]
+
+_COMMON = {o.name: o for o in COMMON_OPTIONS}
+
+
+def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
+             bounds=None, constraints=(), tol=None, callback=None, options=None):
+    r"""Minimise a scalar function of one or more variables.
+
+    The signature, the result and the callback conventions are those of
+    :func:`scipy.optimize.minimize`. numadam's methods run their update steps
+    as compiled Numba kernels; scipy's own method names are handed to
+    :func:`scipy.optimize.minimize` unchanged.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, *args) -> float``, where ``x`` is a 1-D array of the shape
+        of ``x0``. With ``jac=True`` it returns ``(f, g)``. For numadam's
+        methods ``x`` is a read-only view of the current iterate, which
+        changes in place from step to step: copy it to keep it.
+    x0 : array_like, shape (n,)
+        Initial guess. float32 stays float32 (arithmetic, state and result);
+        integers become float64. It is not modified.
+    args : tuple, optional
+        Extra arguments passed to ``fun`` and ``jac``.
+    method : str or callable, optional
+        ``"adam"`` (default), ``"sgd"``, ``"adagrad"``, ``"rmsprop"``,
+        ``"amsgrad"``, ``"adamw"``, ``"adamax"``, ``"nadam"``, ``"radam"``
+        (case-insensitive), one of scipy's method names, or a callable.
+        numadam's method callables (``numadam.adam`` ...) run here; any other
+        callable is passed to scipy as a custom method.
+    jac : callable, bool, str or None, optional
+        ``jac(x, *args) -> ndarray`` of shape (n,); True if ``fun`` returns
+        ``(f, g)``; None, False, ``'2-point'`` or ``'3-point'`` for finite
+        differences (``n + 1`` or ``2n + 1`` calls of ``fun`` per step:
+        meant for small problems).
+    hess, hessp : optional
+        Not used by numadam's methods; given, they raise the RuntimeWarning
+        scipy gives.
+    bounds : scipy.optimize.Bounds or sequence of (min, max) pairs, optional
+        Box bounds; None in a pair means unbounded. ``x0`` is clipped into
+        the box and every step ends by projecting onto it.
+    constraints : optional
+        Not supported by numadam's methods: anything other than an empty
+        sequence raises ValueError. Use a scipy method such as SLSQP.
+    tol : float, optional
+        Sets ``options["gtol"]`` unless it is given, as for scipy's BFGS.
+    callback : callable, optional
+        Called after every step, in either of scipy's conventions:
+        ``callback(intermediate_result)``, where the argument (which must be
+        named so) is an :class:`~scipy.optimize.OptimizeResult` with ``x``,
+        ``fun``, ``jac`` and ``nit``, or the legacy ``callback(xk)``. Raising
+        StopIteration ends the run with status 99.
+    options : dict, optional
+        The common options ``maxiter``, ``gtol``, ``ftol``, ``xtol``,
+        ``disp``, ``parallel`` and ``state``, and the method's
+        hyperparameters. See :func:`numadam.show_options`. Unknown options
+        give an :class:`~scipy.optimize.OptimizeWarning`, as in scipy.
+
+    Returns
+    -------
+    res : scipy.optimize.OptimizeResult
+        ``x``, ``fun``, ``jac`` (at ``x``), ``nit`` (update steps),
+        ``nfev``, ``njev``, ``status``, ``success``, ``message``, and
+        ``state``, the :class:`~numadam.OptimizerState` that continues the
+        run. ``status`` is 0 (a tolerance was met), 1 (``maxiter`` steps
+        taken), 3 (a non-finite value or gradient; ``x`` is the last iterate
+        at which both were finite) or 99 (the callback raised
+        StopIteration).
+
+    See Also
+    --------
+    show_options : the options of each method.
+    Optimizer : the update step alone, for hand-written loops.
+
+    Notes
+    -----
+    Every input is checked before the first evaluation of ``fun``; a bad one
+    raises TypeError or ValueError naming the parameter, what it got and what
+    is allowed. Nothing passed in is modified.
+
+    Continue a run with ``minimize(fun, res.x, ..., options={"state":
+    res.state})``: the two runs together give bitwise the result of one run.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> from scipy.optimize import rosen, rosen_der
+    >>> res = numadam.minimize(rosen, np.array([-1.2, 1.0]), method="adam",
+    ...                        jac=rosen_der,
+    ...                        options={"learning_rate": 0.01, "maxiter": 20000})
+    >>> res.success, np.allclose(res.x, 1.0, atol=1e-3)
+    (True, True)
+
+    scipy's methods pass through unchanged:
+
+    >>> numadam.minimize(rosen, [-1.2, 1.0], method="BFGS", jac=rosen_der).nit > 0
+    True
+    """
+    if callable(method):
+        spec = getattr(method, "_numadam_spec", None)
+        if spec is None:
+            return scipy.optimize.minimize(
+                fun, x0, args=args, method=method, jac=jac, hess=hess,
+                hessp=hessp, bounds=bounds, constraints=constraints, tol=tol,
+                callback=callback, options=options)
+    else:
+        where, spec = lookup(method)
+        if where == "scipy":
+            return scipy.optimize.minimize(
+                fun, x0, args=args, method=method, jac=jac, hess=hess,
+                hessp=hessp, bounds=bounds, constraints=constraints, tol=tol,
+                callback=callback, options=options)
+    if options is None:
+        options = {}
+    elif not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict or None, got "
+                        f"{type(options).__name__}")
+    return solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
+                 callback, dict(options))
+
+
+def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
+          callback, options):
+    """Run numadam method ``spec``; ``options`` is a fresh dict we may change."""
+    if not isinstance(args, tuple):
+        args = (args,)
+    if tol is not None:
+        options.setdefault("gtol", _check_tol(tol))
+    control, hyper = split_options(spec, options)
+    x = as_x0(x0)
+    lo, hi = as_bounds(bounds, x)
+    if lo is not None:
+        np.clip(x, lo, hi, out=x)
+    check_constraints(constraints, spec.name)
+    for name, value in (("hess", hess), ("hessp", hessp)):
+        if value is not None:
+            what = ("Hessian information (hess)" if name == "hess" else
+                    "Hessian-vector product information (hessp)")
+            warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
+    objective = Objective(fun, jac, args, x.shape[0], x.dtype, lo, hi)
+    _loop.callback_kind(callback)  # validates callback
+    engine = Optimizer._engine(spec, x, hyper, lo, hi, control["state"],
+                               control["parallel"], backup=True)
+    out = _loop.run(engine, objective, control, callback)
+    status = out["status"]
+    res = OptimizeResult(
+        x=out["x"], fun=out["fun"], jac=out["jac"], nit=out["nit"],
+        nfev=objective.nfev, njev=objective.njev, status=status,
+        success=status == _loop.SUCCESS, message=out["message"],
+        state=engine._state(copy=False))
+    if control["disp"]:
+        _report(res)
+    return res
+
+
+def split_options(spec, options):
+    """Validate options; return (control options, method hyperparameters)."""
+    control = {}
+    hyper = {}
+    unknown = []
+    for name, value in options.items():
+        if name in _COMMON:
+            control[name] = value
+        elif name in spec.option_names or name in spec.fixed:
+            hyper[name] = value
+        else:
+            unknown.append(name)
+    if unknown:
+        warn_user(unknown_option_message(
+            unknown, list(_COMMON) + list(spec.option_names)))
+    for name, opt in _COMMON.items():
+        value = control.get(name, opt.default)
+        if name == "disp":
+            value = _check_disp(value)
+        elif name == "parallel":
+            if value is not None and not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"option 'parallel' must be True, False or None, "
+                                f"got {value!r}")
+        elif opt.kind != "any":
+            value = opt.check(value, spec.name)
+        control[name] = value
+    hyper = spec.resolve(hyper)
+    return control, hyper
+
+
+def _check_disp(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return value != 0
+    raise TypeError(f"option 'disp' must be True or False, got {value!r}")
+
+
+def _check_tol(tol):
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"tol must be a real number >= 0 or None, got {tol!r}")
+    if not (tol >= 0 and np.isfinite(tol)):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    return float(tol)
+
+
+def as_x0(x0):
+    """A fresh, C-contiguous float32/float64 copy of ``x0``."""
+    try:
+        arr = np.asarray(x0)
+    except Exception as exc:
+        raise TypeError(f"x0 must be array_like of real numbers, got "
+                        f"{type(x0).__name__}") from exc
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x0 must hold float32, float64 or integer values, got "
+                        f"dtype {arr.dtype}")
+    arr = np.atleast_1d(arr)
+    if arr.ndim != 1:
+        raise ValueError(f"x0 must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("x0 must have at least one element, got shape (0,)")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"x0 must be finite, but x0[{i}] is {float(arr[i])!r}")
+    return np.array(arr, dtype=arr.dtype, order="C", copy=True)
+
+
+def as_bounds(bounds, x):
+    """``(lo, hi)`` arrays in x's dtype, or ``(None, None)`` when unbounded."""
+    if bounds is None:
+        return None, None
+    n = x.shape[0]
+    if isinstance(bounds, Bounds):
+        try:
+            lo = np.broadcast_to(np.asarray(bounds.lb, dtype=np.float64), (n,))
+            hi = np.broadcast_to(np.asarray(bounds.ub, dtype=np.float64), (n,))
+        except ValueError:
+            raise ValueError(f"bounds must broadcast to the shape of x0, {(n,)}; "
+                             f"got lb of shape {np.shape(bounds.lb)} and ub of "
+                             f"shape {np.shape(bounds.ub)}") from None
+    else:
+        try:
+            pairs = list(bounds)
+        except TypeError:
+            raise TypeError(f"bounds must be a scipy.optimize.Bounds or a sequence "
+                            f"of (min, max) pairs, got {type(bounds).__name__}") from None
+        if len(pairs) != n:
+            raise ValueError(f"bounds must have one (min, max) pair per element of "
+                             f"x0 ({n}), got {len(pairs)}")
+        lo = np.empty(n)
+        hi = np.empty(n)
+        for i, pair in enumerate(pairs):
+            try:
+                a, b = pair
+            except (TypeError, ValueError):
+                raise ValueError(f"bounds[{i}] must be a (min, max) pair, got "
+                                 f"{pair!r}") from None
+            lo[i] = -np.inf if a is None else _bound_value(a, i)
+            hi[i] = np.inf if b is None else _bound_value(b, i)
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise ValueError("bounds must not contain NaN")
+    bad = np.flatnonzero(lo > hi)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"bounds must have min <= max, but bounds[{i}] is "
+                         f"({float(lo[i])!r}, {float(hi[i])!r})")
+    if np.isneginf(lo).all() and np.isposinf(hi).all():
+        return None, None
+    return (np.ascontiguousarray(lo, dtype=x.dtype),
+            np.ascontiguousarray(hi, dtype=x.dtype))
+
+
+def _bound_value(v, i):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"bounds[{i}] must hold real numbers or None, got {v!r}")
+    return float(v)
+
+
+def check_constraints(constraints, method):
+    if constraints is None:
+        return
+    if isinstance(constraints, (list, tuple)) and len(constraints) == 0:
+        return
+    count = len(constraints) if isinstance(constraints, (list, tuple)) else 1
+    raise ValueError(
+        f"constraints are not supported by numadam's method {method!r} (got "
+        f"{count} constraint{'s' if count != 1 else ''}); use bounds, or a scipy "
+        "method that handles constraints such as method='SLSQP' or "
+        "method='trust-constr'")
+
+
+def _report(res):
+    """Print the summary scipy prints with ``disp=True``."""
+    if res.success:
+        print(res.message)
+    else:
+        warnings.warn(res.message, scipy.optimize.OptimizeWarning, stacklevel=4)
+    print(f"         Current function value: {res.fun:f}")
+    print(f"         Iterations: {res.nit:d}")
+    print(f"         Function evaluations: {res.nfev:d}")
+    print(f"         Gradient evaluations: {res.njev:d}")
+
+
+def make_method(spec):
+    """The scipy custom-method callable of a numadam method."""
+
+    def method(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
+               constraints=(), callback=None, **options):
+        tol = options.pop("tol", None)
+        return solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints,
+                     tol, callback, options)
+
+    method.__name__ = method.__qualname__ = spec.name
+    method.__module__ = "numadam"
+    method._numadam_spec = spec
+    from ._docs import method_docstring
+
+    method.__doc__ = method_docstring(spec)
+    return method
+

@@ -1,0 +1,202 @@
+"""The objective as the loops see it: ``evaluate(x) -> (f, g)`` with counters.
+
+``jac`` may be a callable, True (``fun`` returns ``(f, g)``), or None,
+``'2-point'`` or ``'3-point'`` for finite differences.  The first evaluation
+is checked thoroughly (scalar f, gradient of the right shape and kind) so that
+bad input fails with a clear error before any step; later evaluations take a
+fast path and fall back to the same checks when something looks different.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Objective", "jac_mode"]
+
+FD_METHODS = ("2-point", "3-point")
+
+
+def jac_mode(jac):
+    """Classify ``jac``: 'callable', 'combined' or one of FD_METHODS."""
+    if callable(jac):
+        return "callable"
+    if jac is True:
+        return "combined"
+    if jac is None or jac is False:
+        return "2-point"
+    if isinstance(jac, str) and jac in FD_METHODS:
+        return jac
+    raise ValueError(f"jac must be a callable, True, False, None, '2-point' or "
+                     f"'3-point', got {jac!r}")
+
+
+class Objective:
+    """``fun``, ``jac`` and ``args`` normalised for the loops.
+
+    ``nfev`` counts calls of ``fun`` (finite-difference calls included) and
+    ``njev`` counts gradients computed, as scipy's counters do.
+    """
+
+    def __init__(self, fun, jac, args, n, dtype, lo=None, hi=None):
+        if not callable(fun):
+            raise TypeError(f"fun must be callable, got {type(fun).__name__}")
+        self.fun = fun
+        self.jac = jac
+        self.args = args
+        self.mode = jac_mode(jac)
+        self.shape = (n,)
+        self.dtype = np.dtype(dtype)
+        self.lo = lo
+        self.hi = hi
+        self.nfev = 0
+        self.njev = 0
+        self.fd_calls = 0
+        self._work = None
+
+    # ------------------------------------------------------------------
+    def evaluator(self):
+        """A function ``evaluate(x) -> (f, g)`` specialised for the jac mode.
+
+        Each call is one evaluation: it adds one to ``nfev`` and ``njev``
+        through :meth:`count`, which the loops call with their tally, plus
+        the extra ``fun`` calls that finite differences make.
+        """
+        fun, jac, args = self.fun, self.jac, self.args
+        shape, dtype = self.shape, self.dtype
+        as_gradient = self.as_gradient
+        ndarray = np.ndarray
+        mode = self.mode
+
+        if mode == "callable":
+            def evaluate(x):
+                f = fun(x, *args)
+                if type(f) is not float:
+                    f = as_scalar(f)
+                g = jac(x, *args)
+                if type(g) is not ndarray or g.dtype is not dtype or g.shape != shape:
+                    g = as_gradient(g)
+                return f, g
+        elif mode == "combined":
+            def evaluate(x):
+                out = fun(x, *args)
+                if type(out) is not tuple or len(out) != 2:
+                    out = _pair(out)
+                f, g = out
+                if type(f) is not float:
+                    f = as_scalar(f)
+                if type(g) is not ndarray or g.dtype is not dtype or g.shape != shape:
+                    g = as_gradient(g)
+                return f, g
+        else:
+            fd = self._finite_difference
+
+            def evaluate(x):
+                f = as_scalar(fun(x, *args))
+                return f, as_gradient(fd(x, f))
+        return evaluate
+
+    def count(self, evaluations):
+        """Set ``nfev`` and ``njev`` from the number of evaluations made."""
+        self.nfev = evaluations + self.fd_calls
+        self.njev = evaluations
+
+    def as_gradient(self, g):
+        """Check a gradient returned by jac and convert it to the run's dtype."""
+        try:
+            arr = np.asarray(g)
+        except Exception as exc:  # pragma: no cover - exotic objects
+            raise TypeError(f"jac must return a real array, got {_describe(g)}") from exc
+        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+            raise TypeError(f"jac must return a real array, got {_describe(g)}")
+        if arr.shape != self.shape:
+            raise ValueError(f"jac must return an array of shape {self.shape} "
+                             f"(the shape of x0), got shape {arr.shape}")
+        return np.ascontiguousarray(arr, dtype=self.dtype)
+
+    # ------------------------------------------------------------------
+    def _finite_difference(self, x, f0):
+        """Forward ('2-point') or central ('3-point') differences.
+
+        Relative steps as scipy's ``approx_derivative``: ``h = r * max(1, |x|)``
+        with ``r = sqrt(eps)`` (2-point) or ``eps**(1/3)`` (3-point) of the
+        run's dtype. Every evaluation stays inside the bounds: near a bound
+        the step turns, or shrinks to the room left; a central difference
+        that does not fit becomes one-sided; a coordinate fixed by its
+        bounds (lo == hi) gets a zero derivative.
+        """
+        eps = np.finfo(self.dtype).eps
+        central = self.mode == "3-point"
+        rel = eps ** (1 / 3) if central else math.sqrt(eps)
+        if self._work is None:
+            self._work = np.empty(self.shape, self.dtype)
+        xw = self._work
+        np.copyto(xw, x)
+        g = np.empty(self.shape, np.float64)
+        fun, args = self.fun, self.args
+        lo, hi = self.lo, self.hi
+        for i in range(self.shape[0]):
+            xi = x[i]
+            h = rel * max(1.0, abs(float(xi)))
+            room_up = np.inf if hi is None else float(hi[i]) - float(xi)
+            room_down = np.inf if lo is None else float(xi) - float(lo[i])
+            if central and room_up >= h and room_down >= h:
+                xw[i] = xi + h
+                fp = as_scalar(fun(xw, *args))
+                xw[i] = xi - h
+                fm = as_scalar(fun(xw, *args))
+                self.fd_calls += 2
+                g[i] = (fp - fm) / (float(xi + h) - float(xi - h))
+            elif max(room_up, room_down) > 0.0:
+                if room_up >= h or room_up >= room_down:
+                    xw[i] = xi + min(h, room_up)
+                else:
+                    xw[i] = xi - min(h, room_down)
+                fp = as_scalar(fun(xw, *args))
+                self.fd_calls += 1
+                g[i] = (fp - f0) / (float(xw[i]) - float(xi))
+            else:
+                g[i] = 0.0          # fixed by its bounds (lo == hi)
+            xw[i] = xi
+        return g
+
+
+def _pair(out):
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        return tuple(out)
+    raise TypeError("with jac=True, fun must return a pair (f, g), got "
+                    f"{_describe(out)}")
+
+
+def as_scalar(f):
+    """``f`` as a Python float; ValueError/TypeError naming fun otherwise."""
+    if type(f) is float:
+        return f
+    if isinstance(f, (np.floating, np.integer, int)):
+        return float(f)
+    if isinstance(f, (list, tuple)):
+        f = np.asarray(f)
+    if isinstance(f, np.ndarray):
+        if f.dtype.kind not in "fiub":
+            raise TypeError(f"fun must return a real scalar, got {_describe(f)}")
+        if f.size != 1:
+            raise ValueError(f"fun must return a scalar, got {_describe(f)}")
+        return float(f.reshape(()))
+    if isinstance(f, (complex, np.complexfloating, str, bytes)):
+        raise TypeError(f"fun must return a real scalar, got {_describe(f)}")
+    try:
+        return float(f)
+    except (TypeError, ValueError):
+        raise TypeError(f"fun must return a real scalar, got {_describe(f)}") from None
+
+
+def _describe(obj):
+    if isinstance(obj, np.ndarray):
+        return f"an array of shape {obj.shape} and dtype {obj.dtype}"
+    if isinstance(obj, tuple):
+        return f"a tuple of length {len(obj)}"
+    text = repr(obj)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(obj).__name__})"

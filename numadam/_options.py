@@ -1,0 +1,241 @@
+"""Option declarations and their validation.
+
+An :class:`Option` knows its name, kind, default, allowed range and
+documentation.  The same declaration validates user input, renders the
+``Options`` section of a method's docstring and feeds :func:`show_options`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import OptimizeWarning
+
+__all__ = ["Option", "COMMON_OPTIONS", "warn_user"]
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method.
+
+    ``kind`` is ``"real"`` (a finite real number, optionally within
+    ``[lower, upper]`` with open ends where ``lower_open``/``upper_open``),
+    ``"int"`` (a non-negative integer), ``"flag"`` (a bool) or ``"any"``
+    (validated elsewhere).
+    """
+
+    name: str
+    default: object
+    doc: str
+    kind: str = "real"
+    lower: float | None = None
+    upper: float | None = None
+    lower_open: bool = False
+    upper_open: bool = False
+    symbol: str = ""
+
+    # ------------------------------------------------------------------
+    def allowed(self):
+        """The allowed values, as a sentence fragment."""
+        if self.kind == "flag":
+            return "True or False"
+        if self.kind == "int":
+            return "an integer >= 0"
+        if self.kind == "any":
+            return ""
+        lo, hi = self.lower, self.upper
+        if lo is None and hi is None:
+            return "a finite real number"
+        parts = []
+        if lo is not None:
+            parts.append(f"{_fmt_bound(lo)} {'<' if self.lower_open else '<='} ")
+        parts.append(self.name)
+        if hi is not None:
+            parts.append(f" {'<' if self.upper_open else '<='} {_fmt_bound(hi)}")
+        return "".join(parts)
+
+    def type_name(self):
+        return {"real": "float", "int": "int", "flag": "bool"}.get(self.kind, "object")
+
+    def check(self, value, owner):
+        """Return ``value`` normalised, or raise naming the option.
+
+        ``owner`` names the method in the message.
+        """
+        name = self.name
+        if self.kind == "flag":
+            if isinstance(value, (bool, np.bool_)):
+                return bool(value)
+            raise TypeError(f"{owner}: option {name!r} must be True or False, "
+                            f"got {value!r} ({type(value).__name__})")
+        if self.kind == "int":
+            return _check_count(value, f"{owner}: option {name!r}")
+        if self.kind == "any":
+            return value
+        # real
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{owner}: option {name!r} must be a real number, "
+                            f"got {value!r} ({type(value).__name__})")
+        v = float(value)
+        ok = math.isfinite(v)
+        if ok and self.lower is not None:
+            ok = v > self.lower if self.lower_open else v >= self.lower
+        if ok and self.upper is not None:
+            ok = v < self.upper if self.upper_open else v <= self.upper
+        if not ok:
+            raise ValueError(f"{owner}: option {name!r} must satisfy "
+                             f"{self.allowed()}, got {value!r}")
+        return v
+
+    def describe(self):
+        """numpydoc-style lines for a docstring's Options section."""
+        head = f"{self.name} : {self.type_name()}, default {self._default_text()}"
+        body = self.doc
+        allowed = self.allowed()
+        if self.kind == "real" and allowed:
+            body = f"{body} Allowed: ``{allowed}``."
+        return head, body
+
+    def _default_text(self):
+        if self.default is _REQUIRED:
+            return "required"
+        if isinstance(self.default, float):
+            return _fmt(self.default)
+        return repr(self.default)
+
+
+def _fmt(v):
+    """Short text of a number for messages and docs (1e-08 -> 1e-8)."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e6:
+        return repr(v)
+    text = repr(v)
+    if "e-0" in text:
+        text = text.replace("e-0", "e-")
+    return text
+
+
+def _fmt_bound(v):
+    return str(int(v)) if float(v).is_integer() else _fmt(v)
+
+
+def _check_count(value, what):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be an integer >= 0, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        v = int(value)
+    elif isinstance(value, numbers.Real) and float(value).is_integer():
+        v = int(value)
+    elif isinstance(value, numbers.Real):
+        raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
+    else:
+        raise TypeError(f"{what} must be an integer >= 0, got {value!r} "
+                        f"({type(value).__name__})")
+    if v < 0:
+        raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
+    return v
+
+
+#: Options every numadam method accepts, besides its hyperparameters.
+COMMON_OPTIONS = (
+    Option("maxiter", 1000, "Maximum number of update steps. ``res.nit`` "
+           "counts the steps taken.", kind="int"),
+    Option("gtol", 1e-5, "Stop successfully when ``max(abs(g)) <= gtol`` at "
+           "the current iterate. 0 disables the test.", lower=0.0),
+    Option("ftol", 0.0, "Stop successfully when "
+           "``abs(f_prev - f) <= ftol * max(abs(f_prev), abs(f), 1)`` after a "
+           "step. 0 (the default) disables the test.", lower=0.0),
+    Option("xtol", 0.0, "Stop successfully when "
+           "``max(abs(x - x_prev)) <= xtol * max(1, max(abs(x)))`` after a step. "
+           "0 (the default) disables the test.", lower=0.0),
+    Option("disp", False, "Print a summary when the run ends, as scipy does.",
+           kind="any"),
+    Option("parallel", None, "Use the parallel (``prange``) update kernel: "
+           "True, False, or None to decide by size.", kind="any"),
+    Option("state", None, "An :class:`~numadam.OptimizerState` from an earlier "
+           "result (``res.state``) to continue that run exactly.", kind="any"),
+)
+
+#: Names other libraries use for options, with the numadam name.
+ALIASES = {
+    "lr": "learning_rate",
+    "betas": "beta1 and beta2",
+    "beta_1": "beta1",
+    "beta_2": "beta2",
+    "b1": "beta1",
+    "b2": "beta2",
+    "epsilon": "eps",
+    "max_iter": "maxiter",
+    "decay": "weight_decay",
+    "rho": "alpha",
+}
+
+
+def unknown_option_message(unknown, valid):
+    """scipy's "Unknown solver options" text, with hints for near misses."""
+    msg = "Unknown solver options: " + ", ".join(map(str, unknown))
+    hints = []
+    for name in unknown:
+        if name in ALIASES:
+            hints.append(f"{name!r} is spelled {ALIASES[name]!r} here")
+            continue
+        close = closest(str(name), valid)
+        if close:
+            hints.append(f"did you mean {close!r} for {name!r}?")
+    if hints:
+        msg += " (" + "; ".join(hints) + ")"
+    return msg
+
+
+def edit_distance(a, b):
+    """Optimal string alignment distance: insertions, deletions,
+    substitutions and swaps of neighbours each cost 1."""
+    prev2 = None
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def closest(name, candidates):
+    """The candidate nearest to ``name`` (case-insensitive), or None if none
+    is plausibly meant."""
+    key = name.lower()
+    if len(key) >= 3:
+        prefixed = [c for c in candidates if c.lower().startswith(key)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+    best = min(candidates, key=lambda c: (edit_distance(key, c.lower()),
+                                          -difflib.SequenceMatcher(None, key, c.lower()).ratio()))
+    distance = edit_distance(key, best.lower())
+    if distance <= max(1, len(key) // 3) or difflib.SequenceMatcher(
+            None, key, best.lower()).ratio() >= 0.6:
+        return best
+    return None
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn_user(message, category=OptimizeWarning):
+    """Warn with the stack level of the first frame outside numadam and scipy."""
+    frame = sys._getframe(1)
+    level = 2
+    skip = (_OWN_DIR, os.path.join("scipy", "optimize"))
+    while frame is not None and any(p in frame.f_code.co_filename for p in skip):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

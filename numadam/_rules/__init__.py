@@ -1,0 +1,79 @@
+"""Element-wise update rules, each written once.
+
+A *rule* is the arithmetic of one optimiser family, split in two compiled
+pieces that every kernel factory (serial and parallel CPU loops, the compiled
+minimize loop, sparse and CUDA kernels) calls:
+
+``coefficients(h, aux, lr, F, c)``
+    Runs once per step, outside the element loop.  Advances the step count
+    ``aux[0]`` and any running scalar kept in ``aux`` and writes the per-step
+    scalars (bias corrections, the step size, ``1 - beta`` ...) into ``c``, an
+    array of the parameters' dtype.  Everything is computed in float64 and
+    rounded once when stored, so float32 runs do float32 element arithmetic.
+
+``update(i, x, g, S, c, F) -> new x``
+    The update of element ``i``: ``x`` and ``g`` are that element's parameter
+    and gradient, ``S`` is the ``(n_slots, n)`` state array whose rows the rule
+    reads and writes in place, ``c`` is the tuple of per-step scalars and ``F``
+    the tuple of structural flags.  It returns the new parameter value.
+
+``F`` holds the structural flags (amsgrad, nesterov, centered, ...).  Kernels
+are specialised on it, so a flag costs nothing in the element loop.  ``h`` is
+the float64 array of the family's numeric hyperparameters, in the order of
+:attr:`Rule.hyper`.  The learning rate is passed on its own, already evaluated
+for this step, so that schedules need no recompilation.
+
+Rules keep to what Numba compiles for the CPU and for CUDA alike: scalar
+arithmetic, ``math.sqrt``, comparisons and indexing, no allocation and no
+exceptions.  Maxima are written as comparisons rather than with ``max()`` so
+that the loops they are inlined into vectorise.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+#: Number of per-step scalars a rule may use; the kernels pass them as a tuple.
+NC = 12
+
+
+class Rule(NamedTuple):
+    """The declaration of one element-wise rule."""
+
+    #: Family name, unique among rules.
+    name: str
+    #: Names of the numeric hyperparameters read from ``h``, in order.
+    hyper: tuple
+    #: ``flags(options) -> tuple``: the structural flags for these options.
+    flags: Callable
+    #: A name for each entry of the flags tuple.
+    flag_names: tuple
+    #: ``slots(F) -> tuple of names``: the per-element state the rule keeps.
+    slots: Callable
+    #: ``slot_init(options, F)``: each slot's initial value as a tuple of
+    #: floats, or None when every slot starts at zero.
+    slot_init: Callable
+    #: Compiled ``coefficients(h, aux, lr, F, c)``.
+    coefficients: Callable
+    #: Compiled, inlined ``update(i, x, g, S, c, F) -> new x``.
+    update: Callable
+    #: The running scalars kept in ``aux`` as (name, initial value) pairs;
+    #: ``aux[0]`` is always the step count ``t``.
+    aux: tuple = (("t", 0.0),)
+
+
+def zeros(options, F):
+    """Every slot starts at zero."""
+    return None
+
+
+def get_rule(name):
+    """Return the rule called ``name``."""
+    from . import adagrad, adam, rmsprop, sgd
+
+    rules = {
+        r.name: r
+        for r in (sgd.SGD, adagrad.ADAGRAD, rmsprop.RMSPROP, adam.ADAM,
+                  adam.ADAMAX, adam.NADAM, adam.RADAM)
+    }
+    return rules[name]

@@ -1,0 +1,48 @@
+"""Adagrad: per-coordinate steps scaled by the root of summed squared gradients."""
+
+import math
+
+from numba.extending import register_jitable
+
+from . import Rule
+
+
+@register_jitable
+def coefficients(h, aux, lr, F, c):
+    t = aux[0] + 1.0
+    aux[0] = t
+    c[0] = lr / (1.0 + (t - 1.0) * h[0])   # lr_decay
+    c[1] = h[1]                            # weight_decay
+    c[2] = h[3]                            # eps
+
+
+@register_jitable(inline="always")
+def update(i, x, g, S, c, F):
+    g = g + c[1] * x
+    s = S[0, i] + g * g
+    S[0, i] = s
+    return x - c[0] * g / (math.sqrt(s) + c[2])
+
+
+def flags(options):
+    return ()
+
+
+def slots(F):
+    return ("s",)
+
+
+def slot_init(options, F):
+    return (options["initial_accumulator_value"],)
+
+
+ADAGRAD = Rule(
+    name="adagrad",
+    hyper=("lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+    flags=flags,
+    flag_names=(),
+    slots=slots,
+    slot_init=slot_init,
+    coefficients=coefficients,
+    update=update,
+)

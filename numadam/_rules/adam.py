@@ -1,0 +1,207 @@
+"""The Adam family: adam (with amsgrad and decoupled weight decay), adamax,
+nadam and radam.  They share the moment updates and the weight-decay step."""
+
+import math
+
+from numba.extending import register_jitable
+
+from . import Rule, zeros
+
+
+@register_jitable(inline="always")
+def _weight_decay(x, g, decoupled, wd, keep):
+    """Coupled decay adds ``wd * x`` to g; decoupled decay shrinks x by ``keep``."""
+    if decoupled:
+        return x * keep, g
+    return x, g + wd * x
+
+
+@register_jitable(inline="always")
+def _moments(i, g, S, beta1, omb1, beta2, omb2):
+    m = beta1 * S[0, i] + omb1 * g
+    v = beta2 * S[1, i] + omb2 * (g * g)
+    S[0, i] = m
+    S[1, i] = v
+    return m, v
+
+
+@register_jitable
+def _adam_scalars(h, aux, c):
+    """Step count, ``beta ** t`` bias corrections and the shared scalars.
+
+    Writes c[0..3] = beta1, 1 - beta1, beta2, 1 - beta2 and returns
+    (t, bc1, bc2, eps, weight_decay).
+    """
+    t = aux[0] + 1.0
+    aux[0] = t
+    beta1 = h[0]
+    beta2 = h[1]
+    c[0] = beta1
+    c[1] = 1.0 - beta1
+    c[2] = beta2
+    c[3] = 1.0 - beta2
+    return t, 1.0 - beta1 ** t, 1.0 - beta2 ** t, h[2], h[3]
+
+
+# ----------------------------------------------------------------- adam ----
+
+@register_jitable
+def adam_coefficients(h, aux, lr, F, c):
+    t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
+    c[4] = lr / bc1
+    c[5] = math.sqrt(bc2)
+    c[6] = eps
+    c[7] = wd
+    c[8] = 1.0 - lr * wd
+
+
+@register_jitable(inline="always")
+def adam_update(i, x, g, S, c, F):
+    x, g = _weight_decay(x, g, F[1], c[7], c[8])
+    m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
+    if F[0]:
+        vmax = S[2, i]
+        if v > vmax:
+            vmax = v
+        S[2, i] = vmax
+        v = vmax
+    return x - c[4] * m / (math.sqrt(v) / c[5] + c[6])
+
+
+def adam_flags(options):
+    return (bool(options["amsgrad"]), bool(options["decoupled_weight_decay"]))
+
+
+def adam_slots(F):
+    return ("m", "v", "vmax") if F[0] else ("m", "v")
+
+
+ADAM = Rule(
+    name="adam",
+    hyper=("beta1", "beta2", "eps", "weight_decay"),
+    flags=adam_flags,
+    flag_names=("amsgrad", "decoupled_weight_decay"),
+    slots=adam_slots,
+    slot_init=zeros,
+    coefficients=adam_coefficients,
+    update=adam_update,
+)
+
+
+# --------------------------------------------------------------- adamax ----
+
+@register_jitable
+def adamax_coefficients(h, aux, lr, F, c):
+    t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
+    c[4] = lr / bc1
+    c[5] = eps
+    c[6] = wd
+
+
+@register_jitable(inline="always")
+def adamax_update(i, x, g, S, c, F):
+    g = g + c[6] * x
+    m = c[0] * S[0, i] + c[1] * g
+    u = c[2] * S[1, i]
+    a = abs(g) + c[5]
+    if a > u:
+        u = a
+    S[0, i] = m
+    S[1, i] = u
+    return x - c[4] * m / u
+
+
+ADAMAX = Rule(
+    name="adamax",
+    hyper=("beta1", "beta2", "eps", "weight_decay"),
+    flags=lambda options: (),
+    flag_names=(),
+    slots=lambda F: ("m", "u"),
+    slot_init=zeros,
+    coefficients=adamax_coefficients,
+    update=adamax_update,
+)
+
+
+# ---------------------------------------------------------------- nadam ----
+
+@register_jitable
+def nadam_coefficients(h, aux, lr, F, c):
+    t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
+    beta1 = h[0]
+    momentum_decay = h[4]
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * momentum_decay))
+    prod = aux[1] * mu
+    aux[1] = prod
+    c[4] = bc2
+    c[5] = eps
+    c[6] = wd
+    c[7] = 1.0 - lr * wd
+    c[8] = lr * (1.0 - mu) / (1.0 - prod)
+    c[9] = lr * mu_next / (1.0 - prod * mu_next)
+
+
+@register_jitable(inline="always")
+def nadam_update(i, x, g, S, c, F):
+    x, g = _weight_decay(x, g, F[0], c[6], c[7])
+    m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
+    den = math.sqrt(v / c[4]) + c[5]
+    return x - c[8] * g / den - c[9] * m / den
+
+
+NADAM = Rule(
+    name="nadam",
+    hyper=("beta1", "beta2", "eps", "weight_decay", "momentum_decay"),
+    flags=lambda options: (bool(options["decoupled_weight_decay"]),),
+    flag_names=("decoupled_weight_decay",),
+    slots=lambda F: ("m", "v"),
+    slot_init=zeros,
+    coefficients=nadam_coefficients,
+    update=nadam_update,
+    aux=(("t", 0.0), ("mu_product", 1.0)),
+)
+
+
+# ---------------------------------------------------------------- radam ----
+
+@register_jitable
+def radam_coefficients(h, aux, lr, F, c):
+    t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
+    beta2 = h[1]
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * t * beta2 ** t / bc2
+    c[4] = lr
+    c[5] = bc1
+    c[7] = math.sqrt(bc2)
+    c[8] = eps
+    c[9] = wd
+    c[10] = 1.0 - lr * wd
+    if rho_t > 5.0:
+        c[6] = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                         / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+        c[11] = 1.0
+    else:
+        c[6] = 0.0
+        c[11] = 0.0
+
+
+@register_jitable(inline="always")
+def radam_update(i, x, g, S, c, F):
+    x, g = _weight_decay(x, g, F[0], c[9], c[10])
+    m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
+    if c[11] != 0.0:
+        return x - c[4] * (m / c[5]) * c[6] * c[7] / (math.sqrt(v) + c[8])
+    return x - c[4] * m / c[5]
+
+
+RADAM = Rule(
+    name="radam",
+    hyper=("beta1", "beta2", "eps", "weight_decay"),
+    flags=lambda options: (bool(options["decoupled_weight_decay"]),),
+    flag_names=("decoupled_weight_decay",),
+    slots=lambda F: ("m", "v"),
+    slot_init=zeros,
+    coefficients=radam_coefficients,
+    update=radam_update,
+)

@@ -1,0 +1,58 @@
+"""RMSprop, optionally centred and with momentum."""
+
+import math
+
+from numba.extending import register_jitable
+
+from . import Rule, zeros
+
+
+@register_jitable
+def coefficients(h, aux, lr, F, c):
+    aux[0] = aux[0] + 1.0
+    alpha = h[0]
+    c[0] = alpha
+    c[1] = 1.0 - alpha
+    c[2] = h[1]          # eps
+    c[3] = h[2]          # weight_decay
+    c[4] = h[3]          # momentum
+    c[5] = lr
+
+
+@register_jitable(inline="always")
+def update(i, x, g, S, c, F):
+    g = g + c[3] * x
+    v = c[0] * S[0, i] + c[1] * (g * g)
+    S[0, i] = v
+    if F[0]:
+        a = c[0] * S[1, i] + c[1] * g
+        S[1, i] = a
+        den = math.sqrt(v - a * a) + c[2]
+    else:
+        den = math.sqrt(v) + c[2]
+    if F[1]:
+        k = 2 if F[0] else 1
+        b = c[4] * S[k, i] + g / den
+        S[k, i] = b
+        return x - c[5] * b
+    return x - c[5] * g / den
+
+
+def flags(options):
+    return (bool(options["centered"]), options["momentum"] > 0.0)
+
+
+def slots(F):
+    return ("v",) + (("a",) if F[0] else ()) + (("b",) if F[1] else ())
+
+
+RMSPROP = Rule(
+    name="rmsprop",
+    hyper=("alpha", "eps", "weight_decay", "momentum"),
+    flags=flags,
+    flag_names=("centered", "momentum_buffer"),
+    slots=slots,
+    slot_init=zeros,
+    coefficients=coefficients,
+    update=update,
+)

@@ -1,0 +1,58 @@
+"""Stochastic gradient descent with optional (Nesterov) momentum."""
+
+from numba.extending import register_jitable
+
+from . import Rule, zeros
+
+
+@register_jitable
+def coefficients(h, aux, lr, F, c):
+    t = aux[0] + 1.0
+    aux[0] = t
+    momentum = h[0]
+    dampening = h[1]
+    c[0] = lr
+    c[1] = h[2]                      # weight_decay
+    c[2] = momentum                  # the Nesterov look-ahead factor
+    if t == 1.0:
+        # b = g on the first step, written as b = 0 * b + 1 * g.
+        c[3] = 0.0
+        c[4] = 1.0
+    else:
+        c[3] = momentum
+        c[4] = 1.0 - dampening
+
+
+@register_jitable(inline="always")
+def update(i, x, g, S, c, F):
+    g = g + c[1] * x
+    if F[0]:
+        b = c[3] * S[0, i] + c[4] * g
+        S[0, i] = b
+        if F[1]:
+            d = g + c[2] * b
+        else:
+            d = b
+    else:
+        d = g
+    return x - c[0] * d
+
+
+def flags(options):
+    return (options["momentum"] != 0.0, bool(options["nesterov"]))
+
+
+def slots(F):
+    return ("b",) if F[0] else ()
+
+
+SGD = Rule(
+    name="sgd",
+    hyper=("momentum", "dampening", "weight_decay"),
+    flags=flags,
+    flag_names=("momentum_buffer", "nesterov"),
+    slots=slots,
+    slot_init=zeros,
+    coefficients=coefficients,
+    update=update,
+)

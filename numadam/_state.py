@@ -1,0 +1,114 @@
+"""The optimiser state a result carries, so that a run can be continued."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["OptimizerState"]
+
+
+class OptimizerState:
+    """Everything a numadam method carries from one step to the next.
+
+    A result holds it as ``res.state``. Passing it back with
+    ``options={"state": res.state}`` (and usually ``x0=res.x``) continues the
+    run exactly: the continued run gives bitwise the numbers one
+    uninterrupted run would have given.
+
+    Attributes
+    ----------
+    method : str
+        The method that made the state.
+    step : int
+        The number of update steps applied so far (``t`` in the formulas).
+    slots : dict of str to ndarray
+        The per-coordinate state, by the names of the formulas (``m``, ``v``,
+        ``vmax`` for adam with amsgrad, ``b`` for a momentum buffer, ...).
+        Each slot is also an attribute: ``state.m``.
+    scalars : dict of str to float
+        Running scalars besides the step count (nadam's ``mu_product``).
+    flags : dict
+        The structural switches the state was made with (``amsgrad``,
+        ``nesterov``, whether a momentum buffer is kept, ...). A continued run
+        must have the same ones.
+
+    Notes
+    -----
+    The arrays are owned by the state: a run that continues from it works on
+    copies, so one state can seed several runs.
+    """
+
+    __slots__ = ("method", "rule", "F", "names", "S", "aux")
+
+    def __init__(self, method, rule, F, names, S, aux):
+        self.method = method
+        self.rule = rule
+        self.F = tuple(F)
+        self.names = tuple(names)
+        self.S = S
+        self.aux = aux
+
+    @property
+    def flags(self):
+        from ._rules import get_rule
+
+        return dict(zip(get_rule(self.rule).flag_names, self.F))
+
+    @property
+    def step(self):
+        return int(self.aux[0])
+
+    @property
+    def slots(self):
+        return {name: self.S[k] for k, name in enumerate(self.names)}
+
+    @property
+    def scalars(self):
+        from ._rules import get_rule
+
+        pairs = get_rule(self.rule).aux
+        return {name: float(self.aux[k]) for k, (name, _) in enumerate(pairs) if k > 0}
+
+    @property
+    def dtype(self):
+        return self.S.dtype
+
+    @property
+    def size(self):
+        return self.S.shape[1]
+
+    def __getattr__(self, name):
+        try:
+            names = object.__getattribute__(self, "names")
+        except AttributeError:  # during unpickling
+            raise AttributeError(name) from None
+        if name in names:
+            return self.S[names.index(name)]
+        raise AttributeError(f"{type(self).__name__} of method {self.method!r} "
+                             f"has no slot {name!r}; its slots are {list(names)}")
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    def copy(self):
+        return OptimizerState(self.method, self.rule, self.F, self.names,
+                              self.S.copy(), self.aux.copy())
+
+    def __repr__(self):
+        slots = ", ".join(f"{n}: {self.S.dtype}[{self.size}]" for n in self.names)
+        return (f"OptimizerState(method={self.method!r}, step={self.step}, "
+                f"slots={{{slots}}}, flags={self.flags})")
+
+    def __eq__(self, other):
+        if not isinstance(other, OptimizerState):
+            return NotImplemented
+        return (self.rule == other.rule and self.F == other.F
+                and self.names == other.names
+                and np.array_equal(self.S, other.S)
+                and np.array_equal(self.aux, other.aux))
+
+    __hash__ = None

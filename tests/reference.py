@@ -1,0 +1,186 @@
+"""An independent NumPy reference of every update rule (the test oracle).
+
+Written from FORMULAS.md alone: one vectorised NumPy step per method, scalars
+computed per step as Python floats (``beta ** t``), element arithmetic in the
+array's dtype. Defaults are spelled out here again on purpose, so that a
+wrong default in numadam's declarations fails the parity tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DEFAULTS = {
+    "sgd": dict(learning_rate=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+                weight_decay=0.0),
+    "adagrad": dict(learning_rate=1e-2, lr_decay=0.0, weight_decay=0.0,
+                    initial_accumulator_value=0.0, eps=1e-10),
+    "rmsprop": dict(learning_rate=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                    momentum=0.0, centered=False),
+    "adam": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False),
+    "amsgrad": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0, amsgrad=True, decoupled_weight_decay=False),
+    "adamw": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                  weight_decay=1e-2, amsgrad=False, decoupled_weight_decay=True),
+    "adamax": dict(learning_rate=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                   weight_decay=0.0),
+    "nadam": dict(learning_rate=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                  weight_decay=0.0, momentum_decay=4e-3,
+                  decoupled_weight_decay=False),
+    "radam": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                  weight_decay=0.0, decoupled_weight_decay=False),
+}
+
+
+class Reference:
+    """``Reference(method, x0, **options)``; ``step(g)`` updates ``self.x``."""
+
+    def __init__(self, method, x0, **options):
+        self.method = method
+        self.o = dict(DEFAULTS[method])
+        unknown = set(options) - set(self.o)
+        if unknown:
+            raise KeyError(unknown)
+        self.o.update(options)
+        self.x = np.array(x0, copy=True)
+        self.dt = self.x.dtype.type
+        self.t = 0
+        self.state = {}
+        self.mu_product = 1.0
+        if method == "adagrad":
+            self.state["s"] = np.full_like(self.x, self.o["initial_accumulator_value"])
+
+    def _zeros(self, name):
+        if name not in self.state:
+            self.state[name] = np.zeros_like(self.x)
+        return self.state[name]
+
+    def step(self, g):
+        g = np.asarray(g, dtype=self.x.dtype)
+        self.t += 1
+        fn = {"sgd": self._sgd, "adagrad": self._adagrad, "rmsprop": self._rmsprop,
+              "adam": self._adam, "amsgrad": self._adam, "adamw": self._adam,
+              "adamax": self._adamax, "nadam": self._nadam,
+              "radam": self._radam}[self.method]
+        fn(g)
+        return self.x
+
+    # ------------------------------------------------------------ rules --
+    def _sgd(self, g):
+        o, dt, x, t = self.o, self.dt, self.x, self.t
+        g = g + dt(o["weight_decay"]) * x
+        if o["momentum"] != 0:
+            if t == 1:
+                b = g.copy()
+            else:
+                b = dt(o["momentum"]) * self.state["b"] + dt(1 - o["dampening"]) * g
+            self.state["b"] = b
+            d = g + dt(o["momentum"]) * b if o["nesterov"] else b
+        else:
+            d = g
+        self.x = x - dt(o["learning_rate"]) * d
+
+    def _adagrad(self, g):
+        o, dt, x, t = self.o, self.dt, self.x, self.t
+        g = g + dt(o["weight_decay"]) * x
+        clr = o["learning_rate"] / (1 + (t - 1) * o["lr_decay"])
+        s = self.state["s"] + g * g
+        self.state["s"] = s
+        self.x = x - dt(clr) * g / (np.sqrt(s) + dt(o["eps"]))
+
+    def _rmsprop(self, g):
+        o, dt, x = self.o, self.dt, self.x
+        alpha, eps, lr = dt(o["alpha"]), dt(o["eps"]), dt(o["learning_rate"])
+        g = g + dt(o["weight_decay"]) * x
+        v = alpha * self._zeros("v") + dt(1 - o["alpha"]) * (g * g)
+        self.state["v"] = v
+        if o["centered"]:
+            a = alpha * self._zeros("a") + dt(1 - o["alpha"]) * g
+            self.state["a"] = a
+            den = np.sqrt(v - a * a) + eps
+        else:
+            den = np.sqrt(v) + eps
+        if o["momentum"] > 0:
+            b = dt(o["momentum"]) * self._zeros("b") + g / den
+            self.state["b"] = b
+            self.x = x - lr * b
+        else:
+            self.x = x - lr * g / den
+
+    def _weight_decay(self, x, g, decoupled):
+        o, dt = self.o, self.dt
+        if decoupled:
+            return x * dt(1 - o["learning_rate"] * o["weight_decay"]), g
+        return x, g + dt(o["weight_decay"]) * x
+
+    def _moments(self, g):
+        o, dt = self.o, self.dt
+        m = dt(o["beta1"]) * self._zeros("m") + dt(1 - o["beta1"]) * g
+        v = dt(o["beta2"]) * self._zeros("v") + dt(1 - o["beta2"]) * (g * g)
+        self.state["m"], self.state["v"] = m, v
+        return m, v
+
+    def _adam(self, g):
+        o, dt, t = self.o, self.dt, self.t
+        x, g = self._weight_decay(self.x, g, o["decoupled_weight_decay"])
+        m, v = self._moments(g)
+        bc1 = 1 - o["beta1"] ** t
+        bc2 = 1 - o["beta2"] ** t
+        if o["amsgrad"]:
+            vv = np.maximum(self._zeros("vmax"), v)
+            self.state["vmax"] = vv
+        else:
+            vv = v
+        self.x = x - dt(o["learning_rate"] / bc1) * m / (
+            np.sqrt(vv) / dt(math.sqrt(bc2)) + dt(o["eps"]))
+
+    def _adamax(self, g):
+        o, dt, x, t = self.o, self.dt, self.x, self.t
+        g = g + dt(o["weight_decay"]) * x
+        m = dt(o["beta1"]) * self._zeros("m") + dt(1 - o["beta1"]) * g
+        u = np.maximum(dt(o["beta2"]) * self._zeros("u"), np.abs(g) + dt(o["eps"]))
+        self.state["m"], self.state["u"] = m, u
+        bc1 = 1 - o["beta1"] ** t
+        self.x = x - dt(o["learning_rate"] / bc1) * m / u
+
+    def _nadam(self, g):
+        o, dt, t = self.o, self.dt, self.t
+        x, g = self._weight_decay(self.x, g, o["decoupled_weight_decay"])
+        beta1, psi, lr = o["beta1"], o["momentum_decay"], o["learning_rate"]
+        mu_t = beta1 * (1 - 0.5 * 0.96 ** (t * psi))
+        mu_t1 = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+        self.mu_product *= mu_t
+        P = self.mu_product
+        m, v = self._moments(g)
+        bc2 = 1 - o["beta2"] ** t
+        den = np.sqrt(v / dt(bc2)) + dt(o["eps"])
+        self.x = (x - dt(lr * (1 - mu_t) / (1 - P)) * g / den
+                  - dt(lr * mu_t1 / (1 - P * mu_t1)) * m / den)
+
+    def _radam(self, g):
+        o, dt, t = self.o, self.dt, self.t
+        x, g = self._weight_decay(self.x, g, o["decoupled_weight_decay"])
+        m, v = self._moments(g)
+        beta2, lr = o["beta2"], dt(o["learning_rate"])
+        bc1 = dt(1 - o["beta1"] ** t)
+        bc2 = 1 - beta2 ** t
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * t * beta2 ** t / bc2
+        if rho_t > 5:
+            r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
+                          / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            self.x = x - lr * (m / bc1) * dt(r) * dt(math.sqrt(bc2)) / (
+                np.sqrt(v) + dt(o["eps"]))
+        else:
+            self.x = x - lr * m / bc1
+
+
+def run(method, x0, grad, steps, **options):
+    """Take ``steps`` reference steps with gradients ``grad(x)``."""
+    ref = Reference(method, x0, **options)
+    for _ in range(steps):
+        ref.step(grad(ref.x))
+    return ref

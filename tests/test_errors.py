@@ -1,0 +1,244 @@
+"""Every error message: the parameter, what it got, what is allowed; raised
+before fun is called or any state changes."""
+
+import numpy as np
+import pytest
+from scipy.optimize import Bounds, NonlinearConstraint
+
+import numadam
+from numadam.problems import rosen, rosen_der
+
+X0 = np.array([-1.2, 1.0, 0.5])
+
+
+class Counting:
+    """fun and jac that count their calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def fun(self, x):
+        self.calls += 1
+        return rosen(x)
+
+    def jac(self, x):
+        self.calls += 1
+        return rosen_der(x)
+
+
+def _run(**kw):
+    c = Counting()
+    kw.setdefault("x0", X0)
+    try:
+        numadam.minimize(c.fun, jac=kw.pop("jac", c.jac), **kw)
+    finally:
+        assert c.calls == 0, "fun or jac was called before the error"
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(method="adma"), ValueError,
+     r"Unknown method 'adma'\. Did you mean 'adam'\? Valid methods are numadam's sgd, "
+     r"adagrad, rmsprop, adam, amsgrad, adamw, adamax, nadam, radam and scipy's "
+     r"Nelder-Mead, .*BFGS"),
+    (dict(method="lbfgsb"), ValueError, r"Did you mean 'L-BFGS-B'\?"),
+    (dict(method=3), TypeError, r"method must be a string or a callable, got 3 \(int\)"),
+    (dict(options=[("maxiter", 3)]), TypeError, r"options must be a dict or None, got list"),
+    (dict(options={"beta1": 1.2}), ValueError,
+     r"adam: option 'beta1' must satisfy 0 <= beta1 < 1, got 1\.2"),
+    (dict(options={"beta2": -0.1}), ValueError,
+     r"adam: option 'beta2' must satisfy 0 <= beta2 < 1, got -0\.1"),
+    (dict(options={"learning_rate": -1e-3}), ValueError,
+     r"option 'learning_rate' must satisfy 0 <= learning_rate, got -0\.001"),
+    (dict(options={"learning_rate": float("nan")}), ValueError,
+     r"option 'learning_rate' must satisfy 0 <= learning_rate, got nan"),
+    (dict(options={"eps": "small"}), TypeError,
+     r"adam: option 'eps' must be a real number, got 'small' \(str\)"),
+    (dict(options={"weight_decay": True}), TypeError,
+     r"option 'weight_decay' must be a real number, got True \(bool\)"),
+    (dict(options={"amsgrad": 1}), TypeError,
+     r"adam: option 'amsgrad' must be True or False, got 1 \(int\)"),
+    (dict(method="amsgrad", options={"amsgrad": False}), ValueError,
+     r"amsgrad: option 'amsgrad' is fixed to True by this method, got False"),
+    (dict(method="adamw", options={"decoupled_weight_decay": False}), ValueError,
+     r"adamw: option 'decoupled_weight_decay' is fixed to True"),
+    (dict(method="sgd", options={"nesterov": True}), ValueError,
+     r"sgd: nesterov=True requires momentum > 0 and dampening == 0, got "
+     r"momentum=0\.0, dampening=0\.0"),
+    (dict(method="sgd", options={"nesterov": True, "momentum": 0.9, "dampening": 0.5}),
+     ValueError, r"requires momentum > 0 and dampening == 0"),
+    (dict(method="rmsprop", options={"alpha": 1.5}), ValueError,
+     r"rmsprop: option 'alpha' must satisfy 0 <= alpha <= 1, got 1\.5"),
+    (dict(method="adagrad", options={"lr_decay": -1}), ValueError,
+     r"adagrad: option 'lr_decay' must satisfy 0 <= lr_decay, got -1"),
+    (dict(method="nadam", options={"momentum_decay": -1.0}), ValueError,
+     r"nadam: option 'momentum_decay' must satisfy 0 <= momentum_decay"),
+    (dict(options={"maxiter": -1}), ValueError,
+     r"adam: option 'maxiter' must be an integer >= 0, got -1"),
+    (dict(options={"maxiter": 2.5}), ValueError,
+     r"option 'maxiter' must be an integer >= 0, got 2\.5"),
+    (dict(options={"maxiter": "10"}), TypeError,
+     r"option 'maxiter' must be an integer >= 0, got '10' \(str\)"),
+    (dict(options={"gtol": -1.0}), ValueError,
+     r"adam: option 'gtol' must satisfy 0 <= gtol, got -1\.0"),
+    (dict(options={"ftol": float("inf")}), ValueError,
+     r"option 'ftol' must satisfy 0 <= ftol, got inf"),
+    (dict(options={"disp": "yes"}), TypeError,
+     r"option 'disp' must be True or False, got 'yes'"),
+    (dict(options={"parallel": "auto"}), TypeError,
+     r"option 'parallel' must be True, False or None, got 'auto'"),
+    (dict(tol=-1.0), ValueError, r"tol must be a finite number >= 0, got -1\.0"),
+    (dict(tol="1e-3"), TypeError, r"tol must be a real number >= 0 or None, got '1e-3'"),
+    (dict(x0=np.array([1 + 2j, 0])), TypeError,
+     r"x0 must hold float32, float64 or integer values, got dtype complex128"),
+    (dict(x0=["a", "b"]), TypeError, r"x0 must hold float32, float64 or integer values"),
+    (dict(x0=np.float16([1, 2])), TypeError, r"got dtype float16"),
+    (dict(x0=np.ones((2, 2))), ValueError, r"x0 must be one-dimensional, got shape \(2, 2\)"),
+    (dict(x0=np.array([])), ValueError, r"x0 must have at least one element"),
+    (dict(x0=np.array([1.0, np.nan, 2.0])), ValueError,
+     r"x0 must be finite, but x0\[1\] is nan"),
+    (dict(x0=np.array([1.0, 2.0, -np.inf])), ValueError, r"x0 must be finite, but x0\[2\]"),
+    (dict(bounds=[(0, 1)] * 2), ValueError,
+     r"bounds must have one \(min, max\) pair per element of x0 \(3\), got 2"),
+    (dict(bounds=[(0, 1), (2, 1), (0, 1)]), ValueError,
+     r"bounds must have min <= max, but bounds\[1\] is \(2\.0, 1\.0\)"),
+    (dict(bounds=[(0, 1), (0, 1, 2), (0, 1)]), ValueError,
+     r"bounds\[1\] must be a \(min, max\) pair, got \(0, 1, 2\)"),
+    (dict(bounds=[(0, 1), (0, "1"), (0, 1)]), TypeError,
+     r"bounds\[1\] must hold real numbers or None, got '1'"),
+    (dict(bounds=[(0, 1), (np.nan, 1), (0, 1)]), ValueError, r"bounds must not contain NaN"),
+    (dict(bounds=Bounds([0, 0], [1, 1])), ValueError,
+     r"bounds must broadcast to the shape of x0, \(3,\); got lb of shape \(2,\)"),
+    (dict(bounds=5), TypeError,
+     r"bounds must be a scipy.optimize.Bounds or a sequence of \(min, max\) pairs, got int"),
+    (dict(constraints={"type": "ineq", "fun": lambda x: x[0]}), ValueError,
+     r"constraints are not supported by numadam's method 'adam' \(got 1 constraint\); "
+     r"use bounds, or a scipy method that handles constraints such as method='SLSQP'"),
+    (dict(constraints=[NonlinearConstraint(lambda x: x[0], 0, 1)] * 2), ValueError,
+     r"\(got 2 constraints\)"),
+    (dict(callback=3), TypeError, r"callback must be callable or None, got int"),
+    (dict(jac="cs"), ValueError,
+     r"jac must be a callable, True, False, None, '2-point' or '3-point', got 'cs'"),
+])
+def test_bad_input_raises_before_any_evaluation(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        _run(**kw)
+
+
+def test_fun_must_be_callable():
+    with pytest.raises(TypeError, match=r"fun must be callable, got str"):
+        numadam.minimize("rosen", X0, jac=rosen_der)
+
+
+@pytest.mark.parametrize("fun, exc, match", [
+    (lambda x: np.ones(3), ValueError,
+     r"fun must return a scalar, got an array of shape \(3,\) and dtype float64"),
+    (lambda x: [1.0, 2.0], ValueError, r"fun must return a scalar, got an array of shape \(2,\)"),
+    (lambda x: "1.0", TypeError, r"fun must return a real scalar, got '1.0' \(str\)"),
+    (lambda x: 1 + 1j, TypeError, r"fun must return a real scalar, got \(1\+1j\) \(complex\)"),
+    (lambda x: None, TypeError, r"fun must return a real scalar, got None \(NoneType\)"),
+])
+def test_fun_returning_a_non_scalar(fun, exc, match):
+    with pytest.raises(exc, match=match):
+        numadam.minimize(fun, X0, jac=rosen_der)
+
+
+@pytest.mark.parametrize("jac, exc, match", [
+    (lambda x: np.ones(2), ValueError,
+     r"jac must return an array of shape \(3,\) \(the shape of x0\), got shape \(2,\)"),
+    (lambda x: np.ones((3, 1)), ValueError, r"got shape \(3, 1\)"),
+    (lambda x: np.ones(3, complex), TypeError, r"jac must return a real array, got an array"),
+    (lambda x: "grad", TypeError, r"jac must return a real array, got 'grad' \(str\)"),
+])
+def test_jac_of_the_wrong_shape_or_kind(jac, exc, match):
+    calls = []
+
+    def fun(x):
+        calls.append(x.copy())
+        return rosen(x)
+
+    with pytest.raises(exc, match=match):
+        numadam.minimize(fun, X0, jac=jac)
+    assert len(calls) == 1       # only the evaluation at x0, no step
+
+
+def test_jac_true_needs_a_pair():
+    with pytest.raises(TypeError, match=r"with jac=True, fun must return a pair \(f, g\), "
+                                        r"got 1\.0 \(float\)"):
+        numadam.minimize(lambda x: 1.0, X0, jac=True)
+
+
+def test_jac_list_is_accepted():
+    res = numadam.minimize(rosen, X0, jac=lambda x: list(rosen_der(x)),
+                           options={"maxiter": 3})
+    assert res.nit == 3 and res.jac.dtype == np.float64
+
+
+def _state(method="adam", x0=X0, **options):
+    return numadam.minimize(rosen, x0, method=method, jac=rosen_der,
+                            options=dict(options, maxiter=3)).state
+
+
+@pytest.mark.parametrize("state, kw, exc, match", [
+    ("not a state", {}, TypeError,
+     r"options\['state'\] must be an OptimizerState \(res.state\), got str"),
+    (lambda: _state("sgd"), {}, ValueError,
+     r"options\['state'\] comes from method 'sgd' and cannot continue method 'adam'"),
+    (lambda: _state(amsgrad=True), {}, ValueError,
+     r"options\['state'\] was made with \{'amsgrad': True, 'decoupled_weight_decay': "
+     r"False\}, which does not match this run's \{'amsgrad': False"),
+    (lambda: _state(x0=np.zeros(5)), {}, ValueError,
+     r"options\['state'\] holds 5 coordinates, but x0 has 3"),
+    (lambda: _state(x0=X0.astype(np.float32)), {}, ValueError,
+     r"options\['state'\] is float32, but x0 is float64"),
+    (lambda: _state("sgd", momentum=0.9), dict(method="sgd"), ValueError,
+     r"\{'momentum_buffer': True, 'nesterov': False\}, which does not match this "
+     r"run's \{'momentum_buffer': False"),
+])
+def test_bad_state(state, kw, exc, match):
+    state = state() if callable(state) else state
+    with pytest.raises(exc, match=match):
+        _run(options={"state": state}, **kw)
+
+
+def test_adam_state_continues_with_adamw_family_member():
+    """adam and adamw share a rule: a state made by one continues the other
+    when the flags agree (decoupled decay on both)."""
+    st = _state("adam", decoupled_weight_decay=True)
+    res = numadam.minimize(rosen, X0, method="adamw", jac=rosen_der,
+                           options={"state": st, "maxiter": 2})
+    assert res.state.step == 5
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: numadam.Optimizer("BFGS", np.zeros(3)), ValueError,
+     r"method must be one of numadam's methods \(sgd, .*\), got 'BFGS'"),
+    (lambda: numadam.Optimizer("adam", [0.0, 1.0]), TypeError,
+     r"x must be a NumPy array, got list"),
+    (lambda: numadam.Optimizer("adam", np.zeros(3, int)), TypeError,
+     r"x must be float32 or float64, got dtype int64"),
+    (lambda: numadam.Optimizer("adam", np.zeros((3, 2))), ValueError,
+     r"x must be a 1-D, C-contiguous, writable array \(it is updated in place\), "
+     r"got shape \(3, 2\)"),
+    (lambda: numadam.Optimizer("adam", np.zeros(6)[::2]), ValueError,
+     r"x must be a 1-D, C-contiguous, writable array"),
+    (lambda: numadam.Optimizer("adam", np.zeros(3), bounds=(np.zeros(2), np.ones(3))),
+     ValueError, r"bounds must be two arrays of shape \(3,\), got shapes \(2,\) and \(3,\)"),
+    (lambda: numadam.Optimizer("adam", np.zeros(3), beta1=2.0), ValueError,
+     r"adam: option 'beta1' must satisfy 0 <= beta1 < 1, got 2\.0"),
+    (lambda: numadam.Optimizer("adam", np.zeros(3)).step(np.zeros(4)), ValueError,
+     r"the gradient must have shape \(3,\), got shape \(4,\)"),
+    (lambda: numadam.Optimizer("adam", np.zeros(3)).step(np.zeros(3, complex)), TypeError,
+     r"the gradient must be a real array, got dtype complex128"),
+])
+def test_optimizer_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_optimizer_bad_gradient_leaves_x_and_state_alone():
+    x = np.ones(3)
+    opt = numadam.Optimizer("adam", x)
+    with pytest.raises(ValueError):
+        opt.step(np.ones(2))
+    np.testing.assert_array_equal(x, 1.0)
+    assert opt.state.step == 0 and not opt.state.S.any()
