@@ -23,7 +23,7 @@ import math
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._kernels import cpu
+from ._kernels import cpu, preload
 
 SUCCESS, MAXITER, NONFINITE, CALLBACK_STOP = 0, 1, 3, 99
 
@@ -88,6 +88,7 @@ def run(engine, objective, control, callback):
     parallel = engine.parallel
     gnorm = cpu.grad_norm_kernel(parallel)
     change = cpu.change_kernel(parallel)
+    preload.load(gnorm, x)
 
     maxiter = control["maxiter"]
     gtol = control["gtol"]

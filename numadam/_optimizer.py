@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kernels import cpu
+from ._kernels import cpu, preload
 from ._registry import METHODS, lookup
 from ._rules import NC
 from ._state import OptimizerState
@@ -119,6 +119,8 @@ class Optimizer:
         self.xprev = np.empty_like(x) if backup else empty
         self.parallel = cpu.use_parallel(n, parallel, rule.name, dtype)
         self.kernel = cpu.step_kernel(rule.name, F, self.parallel, bounded, backup)
+        preload.load(self.kernel, x, x, S, self.h, aux, 1.0, self.cbuf, self.lo,
+                     self.hi, self.xprev)
 
     # ------------------------------------------------------------------
     def step(self, g, learning_rate=None):
