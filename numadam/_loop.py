@@ -82,8 +82,7 @@ def run(engine, objective, control, callback):
     xv = x.view()
     xv.flags.writeable = False
     kernel = engine.kernel
-    S, h, aux, cbuf, lo, hi = (engine.S, engine.h, engine.aux, engine.cbuf,
-                               engine.lo, engine.hi)
+    W, P = engine.W, engine.P
     lr = engine.learning_rate
     parallel = engine.parallel
     gnorm = cpu.grad_norm_kernel(parallel)
@@ -95,12 +94,16 @@ def run(engine, objective, control, callback):
     ftol = control["ftol"]
     xtol = control["xtol"]
     kind = callback_kind(callback)
-    evaluate = objective.evaluator()
+    jac_out = control["jac_out"]
+    evaluate = objective.evaluator(jac_out)
     isfinite = math.isfinite
 
+    # with jac_out, gradients alternate between two buffers, so that the
+    # previous one survives the next evaluation
+    spare = np.zeros_like(x) if jac_out else None
     k = 0
     evaluations = 1
-    f, g = evaluate(xv)
+    f, g = evaluate(xv, np.zeros_like(x) if jac_out else None)
     f_prev = g_prev = None
     status = message = None
     while True:
@@ -110,7 +113,7 @@ def run(engine, objective, control, callback):
             status, message = NONFINITE, nonfinite_message(k, what)
             if k > 0:
                 np.copyto(x, xprev)
-                if g is g_prev or np.may_share_memory(g, g_prev):
+                if not jac_out and (g is g_prev or np.may_share_memory(g, g_prev)):
                     f_prev, g_prev = evaluate(xv)
                     evaluations += 1
                 f, g = f_prev, g_prev
@@ -133,10 +136,14 @@ def run(engine, objective, control, callback):
         if k >= maxiter:
             status, message = MAXITER, MESSAGES[MAXITER]
             break
-        kernel(x, g, S, h, aux, lr, cbuf, lo, hi, xprev)
+        kernel(x, g, W, P, lr)
         k += 1
-        f_prev, g_prev = f, g
-        f, g = evaluate(xv)
+        if jac_out:
+            spare, g_prev = g_prev if g_prev is not None else spare, g
+        else:
+            g_prev = g
+        f_prev = f
+        f, g = evaluate(xv, spare)
         evaluations += 1
 
     objective.count(evaluations)

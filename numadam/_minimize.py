@@ -158,10 +158,14 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
                     "Hessian-vector product information (hessp)")
             warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
     objective = Objective(fun, jac, args, x.shape[0], x.dtype, lo, hi)
+    if control["jac_out"] and objective.mode not in ("callable", "combined"):
+        raise ValueError("option 'jac_out' needs a gradient function: jac must be a "
+                         f"callable or True, got {jac!r}")
     _loop.callback_kind(callback)  # validates callback
+    driver = _choose_driver(control["compiled"], objective)
     engine = Optimizer._engine(spec, x, hyper, lo, hi, control["state"],
                                control["parallel"], backup=True)
-    out = _loop.run(engine, objective, control, callback)
+    out = driver(engine, objective, control, callback)
     status = out["status"]
     res = OptimizeResult(
         x=out["x"], fun=out["fun"], jac=out["jac"], nit=out["nit"],
@@ -171,6 +175,27 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
     if control["disp"]:
         _report(res)
     return res
+
+
+def _choose_driver(compiled, objective):
+    """The compiled loop for Numba objectives (unless ``compiled`` is False),
+    else the Python-driven loop."""
+    if compiled is False:
+        return _loop.run
+    from . import _compiled
+
+    if _compiled.eligible(objective):
+        return _compiled.run
+    if compiled:
+        raise ValueError(
+            "option 'compiled'=True needs fun, and jac unless jac=True, to be Numba "
+            f"functions (@numba.njit); got fun={_name(objective.fun)} and "
+            f"jac={_name(objective.jac)}")
+    return _loop.run
+
+
+def _name(obj):
+    return getattr(obj, "__name__", None) or type(obj).__name__
 
 
 def split_options(spec, options):
@@ -192,13 +217,16 @@ def split_options(spec, options):
         value = control.get(name, opt.default)
         if name == "disp":
             value = _check_disp(value)
-        elif name == "parallel":
+        elif name in ("parallel", "compiled"):
             if value is not None and not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"option 'parallel' must be True, False or None, "
+                raise TypeError(f"option {name!r} must be True, False or None, "
                                 f"got {value!r}")
         elif opt.kind != "any":
             value = opt.check(value, spec.name)
         control[name] = value
+    if control["callback_every"] < 1:
+        raise ValueError(f"{spec.name}: option 'callback_every' must be an integer "
+                         f">= 1, got {control['callback_every']!r}")
     hyper = spec.resolve(hyper)
     return control, hyper
 

@@ -56,21 +56,33 @@ class Objective:
         self._work = None
 
     # ------------------------------------------------------------------
-    def evaluator(self):
-        """A function ``evaluate(x) -> (f, g)`` specialised for the jac mode.
+    def evaluator(self, jac_out=False):
+        """A function ``evaluate(x, out=None) -> (f, g)`` for the jac mode.
 
-        Each call is one evaluation: it adds one to ``nfev`` and ``njev``
-        through :meth:`count`, which the loops call with their tally, plus
-        the extra ``fun`` calls that finite differences make.
+        With ``jac_out`` the gradient is written into ``out`` (a C-contiguous
+        array of the run's dtype) by ``jac(x, *args, out)``, or by
+        ``fun(x, *args, out)`` with ``jac=True``, and ``g`` is ``out``.
+        Each call is one evaluation: the loops count them and report through
+        :meth:`count`, which adds the extra calls finite differences make.
         """
         fun, jac, args = self.fun, self.jac, self.args
         shape, dtype = self.shape, self.dtype
         as_gradient = self.as_gradient
         ndarray = np.ndarray
         mode = self.mode
+        if jac_out and mode in FD_METHODS:
+            raise ValueError("option 'jac_out' needs a gradient function: jac must "
+                             f"be a callable or True, got {self.jac!r}")
 
-        if mode == "callable":
-            def evaluate(x):
+        if mode == "callable" and jac_out:
+            def evaluate(x, out=None):
+                f = fun(x, *args)
+                if type(f) is not float:
+                    f = as_scalar(f)
+                jac(x, *args, out)
+                return f, out
+        elif mode == "callable":
+            def evaluate(x, out=None):
                 f = fun(x, *args)
                 if type(f) is not float:
                     f = as_scalar(f)
@@ -78,8 +90,14 @@ class Objective:
                 if type(g) is not ndarray or g.dtype is not dtype or g.shape != shape:
                     g = as_gradient(g)
                 return f, g
+        elif mode == "combined" and jac_out:
+            def evaluate(x, out=None):
+                f = fun(x, *args, out)
+                if type(f) is not float:
+                    f = as_scalar(f)
+                return f, out
         elif mode == "combined":
-            def evaluate(x):
+            def evaluate(x, out=None):
                 out = fun(x, *args)
                 if type(out) is not tuple or len(out) != 2:
                     out = _pair(out)
@@ -92,7 +110,7 @@ class Objective:
         else:
             fd = self._finite_difference
 
-            def evaluate(x):
+            def evaluate(x, out=None):
                 f = as_scalar(fun(x, *args))
                 return f, as_gradient(fd(x, f))
         return evaluate

@@ -11,8 +11,7 @@ from ._state import OptimizerState
 
 __all__ = ["Optimizer"]
 
-_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
-          np.dtype(np.float64): np.empty(0, np.float64)}
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Optimizer:
@@ -60,7 +59,7 @@ class Optimizer:
                              f"({', '.join(METHODS)}), got {method!r}")
         if not isinstance(x, np.ndarray):
             raise TypeError(f"x must be a NumPy array, got {type(x).__name__}")
-        if x.dtype not in _EMPTY:
+        if x.dtype not in _DTYPES:
             raise TypeError(f"x must be float32 or float64, got dtype {x.dtype}")
         if x.ndim != 1 or not x.flags.c_contiguous or not x.flags.writeable:
             raise ValueError("x must be a 1-D, C-contiguous, writable array "
@@ -88,39 +87,47 @@ class Optimizer:
         names = rule.slots(F)
         n = x.shape[0]
         dtype = x.dtype
+        bounded = lo is not None
+        off, H, A = cpu.layout(rule.name, bounded, backup)
         if state is not None:
             check_state(state, spec, F, n, dtype)
-            S = state.S.copy()
-            aux = state.aux.copy()
+        # W: [previous x], [lower, upper bound], state slots (see cpu.layout)
+        W = np.zeros((off + len(names), n), dtype)
+        P = np.zeros(H + A + NC, np.float64)
+        P[:H] = [values[name] for name in rule.hyper]
+        S = W[off:]
+        aux = P[H:H + A]
+        if state is not None:
+            S[...] = state.S
+            aux[...] = state.aux
         else:
-            S = np.zeros((len(names), n), dtype)
             init = rule.slot_init(values, F)
             if init is not None:
                 for k, v in enumerate(init):
                     S[k].fill(v)
-            aux = np.array([v for _, v in rule.aux], dtype=np.float64)
+            aux[...] = [v for _, v in rule.aux]
+        if bounded:
+            W[int(backup)] = lo
+            W[int(backup) + 1] = hi
 
         self.spec = spec
         self.method = spec.name
         self.options = values
         self.x = x
+        self.W = W
+        self.P = P
         self.S = S
         self.aux = aux
-        self.h = np.array([values[name] for name in rule.hyper], dtype=np.float64)
         self.learning_rate = values["learning_rate"]
-        self.cbuf = np.zeros(NC, dtype)
+        self.bounded = bounded
+        self.xprev = W[0] if backup else None
         self._rule = rule
+        self.rule_name = rule.name
         self._names = names
-        self._F = F
-        bounded = lo is not None
-        empty = _EMPTY[dtype]
-        self.lo = lo if bounded else empty
-        self.hi = hi if bounded else empty
-        self.xprev = np.empty_like(x) if backup else empty
+        self.F = F
         self.parallel = cpu.use_parallel(n, parallel, rule.name, dtype)
         self.kernel = cpu.step_kernel(rule.name, F, self.parallel, bounded, backup)
-        preload.load(self.kernel, x, x, S, self.h, aux, 1.0, self.cbuf, self.lo,
-                     self.hi, self.xprev)
+        preload.load(self.kernel, x, x, W, P, 1.0)
 
     # ------------------------------------------------------------------
     def step(self, g, learning_rate=None):
@@ -133,8 +140,7 @@ class Optimizer:
         if type(g) is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape:
             g = _as_gradient(g, x)
         lr = self.learning_rate if learning_rate is None else float(learning_rate)
-        self.kernel(x, g, self.S, self.h, self.aux, lr, self.cbuf, self.lo,
-                    self.hi, self.xprev)
+        self.kernel(x, g, self.W, self.P, lr)
 
     @property
     def state(self):
@@ -143,7 +149,7 @@ class Optimizer:
 
     def _state(self, copy):
         S, aux = (self.S.copy(), self.aux.copy()) if copy else (self.S, self.aux)
-        return OptimizerState(self.method, self._rule.name, self._F,
+        return OptimizerState(self.method, self._rule.name, self.F,
                               self._names, S, aux)
 
     def __repr__(self):
@@ -152,17 +158,21 @@ class Optimizer:
 
 
 def check_state(state, spec, F, n, dtype):
-    """Raise unless ``state`` can continue a run of ``spec`` with flags ``F``."""
+    """Raise unless ``state`` can continue a run of ``spec`` with flags ``F``.
+
+    The state must come from the same rule and hold the slots this run needs
+    (switches that change no slot, such as nesterov, may differ)."""
     if not isinstance(state, OptimizerState):
         raise TypeError(f"options['state'] must be an OptimizerState (res.state), "
                         f"got {type(state).__name__}")
     if state.rule != spec.rule:
         raise ValueError(f"options['state'] comes from method {state.method!r} and "
                          f"cannot continue method {spec.name!r}")
-    if state.F != tuple(F):
+    if state.names != tuple(spec.rule_impl().slots(F)):
         mine = dict(zip(spec.rule_impl().flag_names, F))
         raise ValueError(f"options['state'] was made with {state.flags}, which does "
-                         f"not match this run's {mine}")
+                         f"not match this run's {mine}: it holds {list(state.names)}, "
+                         f"this run needs {list(spec.rule_impl().slots(F))}")
     if state.size != n:
         raise ValueError(f"options['state'] holds {state.size} coordinates, "
                          f"but x0 has {n}")

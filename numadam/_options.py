@@ -162,6 +162,15 @@ COMMON_OPTIONS = (
            "True, False, or None to decide by size.", kind="any"),
     Option("state", None, "An :class:`~numadam.OptimizerState` from an earlier "
            "result (``res.state``) to continue that run exactly.", kind="any"),
+    Option("compiled", None, "Run the whole loop compiled: None (the default) "
+           "does when fun and jac are Numba functions, False never does, True "
+           "requires it.", kind="any"),
+    Option("callback_every", 1, "With the compiled loop, return to Python to "
+           "call the callback every this many steps (an integer >= 1).",
+           kind="int"),
+    Option("jac_out", False, "jac (or fun with jac=True) takes a last argument "
+           "``out`` and writes the gradient into it, so that no gradient is "
+           "allocated per step.", kind="flag"),
 )
 
 #: Names other libraries use for options, with the numadam name.

@@ -185,14 +185,15 @@ def _state(method="adam", x0=X0, **options):
      r"options\['state'\] comes from method 'sgd' and cannot continue method 'adam'"),
     (lambda: _state(amsgrad=True), {}, ValueError,
      r"options\['state'\] was made with \{'amsgrad': True, 'decoupled_weight_decay': "
-     r"False\}, which does not match this run's \{'amsgrad': False"),
+     r"False, 'weight_decay != 0': False\}, which does not match this run's "
+     r"\{'amsgrad': False.*: it holds \['m', 'v', 'vmax'\], this run needs \['m', 'v'\]"),
     (lambda: _state(x0=np.zeros(5)), {}, ValueError,
      r"options\['state'\] holds 5 coordinates, but x0 has 3"),
     (lambda: _state(x0=X0.astype(np.float32)), {}, ValueError,
      r"options\['state'\] is float32, but x0 is float64"),
     (lambda: _state("sgd", momentum=0.9), dict(method="sgd"), ValueError,
-     r"\{'momentum_buffer': True, 'nesterov': False\}, which does not match this "
-     r"run's \{'momentum_buffer': False"),
+     r"\{'momentum_buffer': True, 'nesterov': False, 'weight_decay != 0': False\}, "
+     r"which does not match this run's \{'momentum_buffer': False"),
 ])
 def test_bad_state(state, kw, exc, match):
     state = state() if callable(state) else state

@@ -4,12 +4,14 @@ A *rule* is the arithmetic of one optimiser family, split in two compiled
 pieces that every kernel factory (serial and parallel CPU loops, the compiled
 minimize loop, sparse and CUDA kernels) calls:
 
-``coefficients(h, aux, lr, F, c)``
+``coefficients(h, aux, lr, F, c, T)``
     Runs once per step, outside the element loop.  Advances the step count
     ``aux[0]`` and any running scalar kept in ``aux`` and writes the per-step
-    scalars (bias corrections, the step size, ``1 - beta`` ...) into ``c``, an
-    array of the parameters' dtype.  Everything is computed in float64 and
-    rounded once when stored, so float32 runs do float32 element arithmetic.
+    scalars (bias corrections, the step size, ``1 - beta`` ...) into ``c``, a
+    float64 array.  The kernels round each to the element type ``T``
+    (``numpy.float32`` or ``numpy.float64``) once, so float32 runs do float32
+    element arithmetic; a rule that forms a reciprocal of a scalar rounds the
+    scalar with ``T`` first (see :mod:`numadam._rules._math`).
 
 ``update(i, x, g, S, c, F) -> new x``
     The update of element ``i``: ``x`` and ``g`` are that element's parameter
@@ -53,7 +55,7 @@ class Rule(NamedTuple):
     #: ``slot_init(options, F)``: each slot's initial value as a tuple of
     #: floats, or None when every slot starts at zero.
     slot_init: Callable
-    #: Compiled ``coefficients(h, aux, lr, F, c)``.
+    #: Compiled ``coefficients(h, aux, lr, F, c, T)``.
     coefficients: Callable
     #: Compiled, inlined ``update(i, x, g, S, c, F) -> new x``.
     update: Callable

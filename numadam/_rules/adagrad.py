@@ -8,7 +8,7 @@ from . import Rule
 
 
 @register_jitable
-def coefficients(h, aux, lr, F, c):
+def coefficients(h, aux, lr, F, c, T):
     t = aux[0] + 1.0
     aux[0] = t
     c[0] = lr / (1.0 + (t - 1.0) * h[0])   # lr_decay
@@ -18,14 +18,15 @@ def coefficients(h, aux, lr, F, c):
 
 @register_jitable(inline="always")
 def update(i, x, g, S, c, F):
-    g = g + c[1] * x
+    if F[0]:
+        g = g + c[1] * x
     s = S[0, i] + g * g
     S[0, i] = s
     return x - c[0] * g / (math.sqrt(s) + c[2])
 
 
 def flags(options):
-    return ()
+    return (options["weight_decay"] != 0.0,)
 
 
 def slots(F):
@@ -40,7 +41,7 @@ ADAGRAD = Rule(
     name="adagrad",
     hyper=("lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
     flags=flags,
-    flag_names=(),
+    flag_names=("weight_decay != 0",),
     slots=slots,
     slot_init=slot_init,
     coefficients=coefficients,

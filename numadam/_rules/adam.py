@@ -1,16 +1,27 @@
 """The Adam family: adam (with amsgrad and decoupled weight decay), adamax,
-nadam and radam.  They share the moment updates and the weight-decay step."""
+nadam and radam.  They share the moment updates and the weight-decay step.
+
+Divisions of a per-element value by a per-step scalar (``sqrt(1 - beta2**t)``
+in adam, ``1 - beta2**t`` in nadam, ``1 - beta1**t`` in radam) go through
+:func:`numadam._rules._math.div_by`: bitwise the division, at the cost of a
+multiply and two FMAs. The scalar is rounded to the element type before its
+reciprocal is formed, so that the identity holds in float32 too.
+"""
 
 import math
 
 from numba.extending import register_jitable
 
 from . import Rule, zeros
+from ._math import div_by
 
 
 @register_jitable(inline="always")
-def _weight_decay(x, g, decoupled, wd, keep):
-    """Coupled decay adds ``wd * x`` to g; decoupled decay shrinks x by ``keep``."""
+def _weight_decay(x, g, enabled, decoupled, wd, keep):
+    """Coupled decay adds ``wd * x`` to g; decoupled decay shrinks x by ``keep``.
+    ``enabled`` (weight_decay != 0, a compile-time switch) skips both."""
+    if not enabled:
+        return x, g
     if decoupled:
         return x * keep, g
     return x, g + wd * x
@@ -46,18 +57,20 @@ def _adam_scalars(h, aux, c):
 # ----------------------------------------------------------------- adam ----
 
 @register_jitable
-def adam_coefficients(h, aux, lr, F, c):
+def adam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     c[4] = lr / bc1
-    c[5] = math.sqrt(bc2)
+    sqrt_bc2 = T(math.sqrt(bc2))
+    c[5] = sqrt_bc2
     c[6] = eps
     c[7] = wd
     c[8] = 1.0 - lr * wd
+    c[9] = T(1.0) / sqrt_bc2
 
 
 @register_jitable(inline="always")
 def adam_update(i, x, g, S, c, F):
-    x, g = _weight_decay(x, g, F[1], c[7], c[8])
+    x, g = _weight_decay(x, g, F[2], F[1], c[7], c[8])
     m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
     if F[0]:
         vmax = S[2, i]
@@ -65,11 +78,12 @@ def adam_update(i, x, g, S, c, F):
             vmax = v
         S[2, i] = vmax
         v = vmax
-    return x - c[4] * m / (math.sqrt(v) / c[5] + c[6])
+    return x - c[4] * m / (div_by(math.sqrt(v), c[5], c[9]) + c[6])
 
 
 def adam_flags(options):
-    return (bool(options["amsgrad"]), bool(options["decoupled_weight_decay"]))
+    return (bool(options["amsgrad"]), bool(options["decoupled_weight_decay"]),
+            options["weight_decay"] != 0.0)
 
 
 def adam_slots(F):
@@ -80,7 +94,7 @@ ADAM = Rule(
     name="adam",
     hyper=("beta1", "beta2", "eps", "weight_decay"),
     flags=adam_flags,
-    flag_names=("amsgrad", "decoupled_weight_decay"),
+    flag_names=("amsgrad", "decoupled_weight_decay", "weight_decay != 0"),
     slots=adam_slots,
     slot_init=zeros,
     coefficients=adam_coefficients,
@@ -91,7 +105,7 @@ ADAM = Rule(
 # --------------------------------------------------------------- adamax ----
 
 @register_jitable
-def adamax_coefficients(h, aux, lr, F, c):
+def adamax_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     c[4] = lr / bc1
     c[5] = eps
@@ -100,7 +114,8 @@ def adamax_coefficients(h, aux, lr, F, c):
 
 @register_jitable(inline="always")
 def adamax_update(i, x, g, S, c, F):
-    g = g + c[6] * x
+    if F[0]:
+        g = g + c[6] * x
     m = c[0] * S[0, i] + c[1] * g
     u = c[2] * S[1, i]
     a = abs(g) + c[5]
@@ -114,8 +129,8 @@ def adamax_update(i, x, g, S, c, F):
 ADAMAX = Rule(
     name="adamax",
     hyper=("beta1", "beta2", "eps", "weight_decay"),
-    flags=lambda options: (),
-    flag_names=(),
+    flags=lambda options: (options["weight_decay"] != 0.0,),
+    flag_names=("weight_decay != 0",),
     slots=lambda F: ("m", "u"),
     slot_init=zeros,
     coefficients=adamax_coefficients,
@@ -126,7 +141,7 @@ ADAMAX = Rule(
 # ---------------------------------------------------------------- nadam ----
 
 @register_jitable
-def nadam_coefficients(h, aux, lr, F, c):
+def nadam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     beta1 = h[0]
     momentum_decay = h[4]
@@ -134,27 +149,30 @@ def nadam_coefficients(h, aux, lr, F, c):
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * momentum_decay))
     prod = aux[1] * mu
     aux[1] = prod
+    bc2 = T(bc2)
     c[4] = bc2
     c[5] = eps
     c[6] = wd
     c[7] = 1.0 - lr * wd
     c[8] = lr * (1.0 - mu) / (1.0 - prod)
     c[9] = lr * mu_next / (1.0 - prod * mu_next)
+    c[10] = T(1.0) / bc2
 
 
 @register_jitable(inline="always")
 def nadam_update(i, x, g, S, c, F):
-    x, g = _weight_decay(x, g, F[0], c[6], c[7])
+    x, g = _weight_decay(x, g, F[1], F[0], c[6], c[7])
     m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
-    den = math.sqrt(v / c[4]) + c[5]
+    den = math.sqrt(div_by(v, c[4], c[10])) + c[5]
     return x - c[8] * g / den - c[9] * m / den
 
 
 NADAM = Rule(
     name="nadam",
     hyper=("beta1", "beta2", "eps", "weight_decay", "momentum_decay"),
-    flags=lambda options: (bool(options["decoupled_weight_decay"]),),
-    flag_names=("decoupled_weight_decay",),
+    flags=lambda options: (bool(options["decoupled_weight_decay"]),
+                           options["weight_decay"] != 0.0),
+    flag_names=("decoupled_weight_decay", "weight_decay != 0"),
     slots=lambda F: ("m", "v"),
     slot_init=zeros,
     coefficients=nadam_coefficients,
@@ -166,40 +184,41 @@ NADAM = Rule(
 # ---------------------------------------------------------------- radam ----
 
 @register_jitable
-def radam_coefficients(h, aux, lr, F, c):
+def radam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     beta2 = h[1]
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho_t = rho_inf - 2.0 * t * beta2 ** t / bc2
+    bc1 = T(bc1)
     c[4] = lr
     c[5] = bc1
     c[7] = math.sqrt(bc2)
     c[8] = eps
     c[9] = wd
     c[10] = 1.0 - lr * wd
-    if rho_t > 5.0:
+    c[11] = T(1.0) / bc1
+    if rho_t > 5.0:   # rectified: r > 0, which the update reads as the switch
         c[6] = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                          / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-        c[11] = 1.0
     else:
         c[6] = 0.0
-        c[11] = 0.0
 
 
 @register_jitable(inline="always")
 def radam_update(i, x, g, S, c, F):
-    x, g = _weight_decay(x, g, F[0], c[9], c[10])
+    x, g = _weight_decay(x, g, F[1], F[0], c[9], c[10])
     m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
-    if c[11] != 0.0:
-        return x - c[4] * (m / c[5]) * c[6] * c[7] / (math.sqrt(v) + c[8])
-    return x - c[4] * m / c[5]
+    if c[6] > 0.0:
+        return x - c[4] * div_by(m, c[5], c[11]) * c[6] * c[7] / (math.sqrt(v) + c[8])
+    return x - div_by(c[4] * m, c[5], c[11])
 
 
 RADAM = Rule(
     name="radam",
     hyper=("beta1", "beta2", "eps", "weight_decay"),
-    flags=lambda options: (bool(options["decoupled_weight_decay"]),),
-    flag_names=("decoupled_weight_decay",),
+    flags=lambda options: (bool(options["decoupled_weight_decay"]),
+                           options["weight_decay"] != 0.0),
+    flag_names=("decoupled_weight_decay", "weight_decay != 0"),
     slots=lambda F: ("m", "v"),
     slot_init=zeros,
     coefficients=radam_coefficients,

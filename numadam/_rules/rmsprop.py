@@ -8,7 +8,7 @@ from . import Rule, zeros
 
 
 @register_jitable
-def coefficients(h, aux, lr, F, c):
+def coefficients(h, aux, lr, F, c, T):
     aux[0] = aux[0] + 1.0
     alpha = h[0]
     c[0] = alpha
@@ -21,7 +21,8 @@ def coefficients(h, aux, lr, F, c):
 
 @register_jitable(inline="always")
 def update(i, x, g, S, c, F):
-    g = g + c[3] * x
+    if F[2]:
+        g = g + c[3] * x
     v = c[0] * S[0, i] + c[1] * (g * g)
     S[0, i] = v
     if F[0]:
@@ -39,7 +40,8 @@ def update(i, x, g, S, c, F):
 
 
 def flags(options):
-    return (bool(options["centered"]), options["momentum"] > 0.0)
+    return (bool(options["centered"]), options["momentum"] > 0.0,
+            options["weight_decay"] != 0.0)
 
 
 def slots(F):
@@ -50,7 +52,7 @@ RMSPROP = Rule(
     name="rmsprop",
     hyper=("alpha", "eps", "weight_decay", "momentum"),
     flags=flags,
-    flag_names=("centered", "momentum_buffer"),
+    flag_names=("centered", "momentum_buffer", "weight_decay != 0"),
     slots=slots,
     slot_init=zeros,
     coefficients=coefficients,

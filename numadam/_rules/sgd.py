@@ -6,7 +6,7 @@ from . import Rule, zeros
 
 
 @register_jitable
-def coefficients(h, aux, lr, F, c):
+def coefficients(h, aux, lr, F, c, T):
     t = aux[0] + 1.0
     aux[0] = t
     momentum = h[0]
@@ -25,7 +25,8 @@ def coefficients(h, aux, lr, F, c):
 
 @register_jitable(inline="always")
 def update(i, x, g, S, c, F):
-    g = g + c[1] * x
+    if F[2]:
+        g = g + c[1] * x
     if F[0]:
         b = c[3] * S[0, i] + c[4] * g
         S[0, i] = b
@@ -39,7 +40,8 @@ def update(i, x, g, S, c, F):
 
 
 def flags(options):
-    return (options["momentum"] != 0.0, bool(options["nesterov"]))
+    return (options["momentum"] != 0.0, bool(options["nesterov"]),
+            options["weight_decay"] != 0.0)
 
 
 def slots(F):
@@ -50,7 +52,7 @@ SGD = Rule(
     name="sgd",
     hyper=("momentum", "dampening", "weight_decay"),
     flags=flags,
-    flag_names=("momentum_buffer", "nesterov"),
+    flag_names=("momentum_buffer", "nesterov", "weight_decay != 0"),
     slots=slots,
     slot_init=zeros,
     coefficients=coefficients,

@@ -1,0 +1,285 @@
+"""Side-by-side measurements against the tools users would otherwise reach for.
+
+    python asv_bench/compare.py [--rounds 15] [--only a b c d] [--markdown]
+
+Every comparison runs in this one process, interleaved: each round times
+every contender once, and the figures reported are medians over the rounds,
+with the median of the per-round ratios. Shared, noisy machines move absolute
+times by tens of percent from minute to minute; ratios taken within a round
+move far less.
+
+a. Rosenbrock n=2, 100,000 adam steps, the whole loop compiled (``@njit``
+   fun and jac), against optax.adam in ``jax.jit(jax.lax.fori_loop(...))``
+   with ``jax.grad`` (float64), and a NumPy Adam loop.
+b. minimize's own overhead per step in the Python-driven loop (fun and jac
+   return precomputed values), against a hand-written NumPy Adam loop.
+c. The dense adam step alone at N = 1e3, 1e5, 1e7, float64 and float32,
+   against ``torch.optim.Adam(fused=True)`` and a Numba kernel that moves the
+   same bytes (reads x, g, m, v; writes x, m, v) with no arithmetic.
+d. Start-up: a new process that imports numadam and runs a small minimize
+   (warm Numba cache), against ``python -c "import numba, scipy.optimize"``;
+   and the same with an empty cache.
+
+Peers that are not installed are skipped. torch, jax and optax are never
+dependencies of numadam: ``pip install torch==2.13.0 jax optax``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+
+import numadam
+from numadam import problems
+
+ROSEN_N_STEPS = 100_000
+
+
+def _median_ratio(rows, a, b):
+    return statistics.median(r[a] / r[b] for r in rows)
+
+
+def _timeit(fn, inner=1):
+    t = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t) / inner
+
+
+def _report(title, rows, unit, scale, baseline=None, note=""):
+    names = list(rows[0])
+    med = {k: statistics.median(r[k] for r in rows) for k in names}
+    print(f"\n{title}{note}")
+    for k in names:
+        line = f"  {k:<32} {med[k] * scale:12.3f} {unit}"
+        if baseline and k != baseline:
+            line += f"   ratio to {baseline}: {_median_ratio(rows, k, baseline):.3f}"
+        print(line)
+    return med
+
+
+# ------------------------------------------------------------------- a --
+
+def target_a(rounds):
+    from numba import njit
+
+    @njit(cache=True, error_model="numpy")
+    def rosen2(x):
+        a = x[1] - x[0] * x[0]
+        b = 1.0 - x[0]
+        return 100.0 * a * a + b * b
+
+    @njit(cache=True, error_model="numpy")
+    def rosen2_der_out(x, out):
+        a = x[1] - x[0] * x[0]
+        out[0] = -400.0 * x[0] * a - 2.0 * (1.0 - x[0])
+        out[1] = 200.0 * a
+
+    @njit(cache=True, error_model="numpy")
+    def rosen2_der(x):
+        out = np.empty_like(x)
+        rosen2_der_out(x, out)
+        return out
+
+    x0 = np.array([-1.2, 1.0])
+    opts = {"maxiter": ROSEN_N_STEPS, "gtol": 0.0, "learning_rate": 1e-3}
+    contenders = {
+        "numadam, jac_out": lambda: numadam.minimize(
+            rosen2, x0, jac=rosen2_der_out, options=dict(opts, jac_out=True)),
+        "numadam, jac returns g": lambda: numadam.minimize(
+            rosen2, x0, jac=rosen2_der, options=opts),
+    }
+    try:
+        import jax
+        import optax
+    except ImportError:
+        print("\na. optax is not installed: skipped")
+        return None
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    opt = optax.adam(1e-3)
+    grad = jax.grad(lambda x: 100.0 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2)
+
+    @jax.jit
+    def optax_run(x):
+        def body(i, carry):
+            x, s = carry
+            u, s = opt.update(grad(x), s, x)
+            return optax.apply_updates(x, u), s
+        return jax.lax.fori_loop(0, ROSEN_N_STEPS, body, (x, opt.init(x)))
+
+    jx0 = jnp.array(x0)
+    contenders["optax (jit, fori_loop)"] = lambda: jax.block_until_ready(optax_run(jx0))
+    for fn in contenders.values():
+        fn()
+    rows = [{k: _timeit(fn) / ROSEN_N_STEPS for k, fn in contenders.items()}
+            for _ in range(rounds)]
+    return _report("a. Rosenbrock n=2, 100,000 adam steps (time per step)", rows,
+                   "ns", 1e9, baseline="optax (jit, fori_loop)")
+
+
+# ------------------------------------------------------------------- b --
+
+def _numpy_adam(fun, jac, x, steps, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    m = np.zeros_like(x)
+    v = np.zeros_like(x)
+    for t in range(1, steps + 1):
+        fun(x)
+        g = jac(x)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        x = x - lr / (1 - b1 ** t) * m / (np.sqrt(v) / np.sqrt(1 - b2 ** t) + eps)
+    return x
+
+
+def target_b(rounds, steps=50_000):
+    g0 = np.array([0.5, -0.25])
+
+    def fun(x):
+        return 1.0
+
+    def jac(x):
+        return g0
+
+    x0 = np.zeros(2)
+    opts = {"maxiter": steps, "gtol": 0.0}
+    contenders = {
+        "fun + jac calls alone": lambda: [(fun(x0), jac(x0)) for _ in range(steps)],
+        "numadam.minimize (Python loop)": lambda: numadam.minimize(
+            fun, x0, jac=jac, options=opts),
+        "hand-written NumPy Adam loop": lambda: _numpy_adam(fun, jac, x0, steps),
+    }
+    for fn in contenders.values():
+        fn()
+    rows = []
+    for _ in range(rounds):
+        r = {k: _timeit(fn) / steps for k, fn in contenders.items()}
+        base = r["fun + jac calls alone"]
+        rows.append({"numadam overhead per step": r["numadam.minimize (Python loop)"] - base,
+                     "NumPy Adam loop overhead per step":
+                         r["hand-written NumPy Adam loop"] - base})
+    return _report("b. Python-driven loop: time per step beyond fun and jac", rows,
+                   "us", 1e6, baseline="NumPy Adam loop overhead per step")
+
+
+# ------------------------------------------------------------------- c --
+
+def _bytes_kernel():
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True)
+    def same_bytes(x, g, S):
+        # reads x, g, m, v and writes x, m, v: adam's traffic, no arithmetic
+        for i in prange(x.shape[0]):
+            a = x[i]
+            b = g[i]
+            c = S[0, i]
+            S[0, i] = S[1, i]
+            S[1, i] = c
+            x[i] = b if a != a else a
+    return same_bytes
+
+
+def target_c(rounds, sizes=(10**3, 10**5, 10**7)):
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count() or 1)
+    except ImportError:
+        torch = None
+        print("\nc. torch is not installed: torch column skipped")
+    same_bytes = _bytes_kernel()
+    results = {}
+    for dtype in ("float64", "float32"):
+        for n in sizes:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(n).astype(dtype)
+            g = (rng.standard_normal(n) * 1e-3).astype(dtype)
+            opt = numadam.Optimizer("adam", x, learning_rate=1e-6)
+            xb = x.copy()
+            S = np.zeros((2, n), dtype)
+            contenders = {"numadam Optimizer.step": lambda: opt.step(g),
+                          "same-bytes kernel": lambda: same_bytes(xb, g, S)}
+            if torch is not None:
+                p = torch.tensor(x.copy(), requires_grad=True)
+                p.grad = torch.from_numpy(g.copy())
+                topt = torch.optim.Adam([p], lr=1e-6, fused=True)
+                contenders["torch Adam(fused=True)"] = topt.step
+            inner = max(1, int(2e5 // n))
+            for fn in contenders.values():
+                fn()
+            rows = [{k: _timeit(fn, inner) for k, fn in contenders.items()}
+                    for _ in range(rounds)]
+            med = _report(f"c. dense adam step, N={n:.0e}, {dtype}", rows, "us", 1e6,
+                          baseline="numadam Optimizer.step")
+            results[(dtype, n)] = (med, rows)
+    return results
+
+
+# ------------------------------------------------------------------- d --
+
+_SMALL_RUN = textwrap.dedent("""
+    import numpy as np, numadam
+    numadam.minimize(lambda x: float(x @ x), np.ones(3), jac=lambda x: 2 * x,
+                     options={"maxiter": 10})
+""")
+
+
+def _run_process(code, env=None):
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    return time.perf_counter() - t
+
+
+def target_d(rounds):
+    _run_process(_SMALL_RUN)              # make sure the cache is warm
+    contenders = {
+        "import numba, scipy.optimize": lambda: _run_process(
+            "import numba, scipy.optimize"),
+        "import numadam + small minimize": lambda: _run_process(_SMALL_RUN),
+    }
+    rows = [{k: fn() for k, fn in contenders.items()} for _ in range(rounds)]
+    med = _report("d. start-up, warm Numba cache (wall time of a new process)", rows,
+                  "s", 1.0, baseline="import numba, scipy.optimize")
+    cold = []
+    for _ in range(max(3, rounds // 5)):
+        cache = tempfile.mkdtemp(prefix="numadam-cold-")
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        try:
+            cold.append({"cold cache: import + small minimize":
+                         _run_process(_SMALL_RUN, env=env),
+                         "warm cache: import + small minimize": _run_process(_SMALL_RUN)})
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+    cmed = _report("d. start-up with an empty Numba cache", cold, "s", 1.0,
+                   baseline="warm cache: import + small minimize")
+    print(f"  extra cost of an empty cache: "
+          f"{cmed['cold cache: import + small minimize'] - cmed['warm cache: import + small minimize']:.2f} s")
+    return med, cmed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--only", nargs="+", default=["a", "b", "c", "d"],
+                        choices=["a", "b", "c", "d"])
+    args = parser.parse_args(argv)
+    import platform
+
+    print(f"numadam {numadam.__version__}, numpy {np.__version__}, "
+          f"python {platform.python_version()}, {os.cpu_count()} CPUs")
+    targets = {"a": target_a, "b": target_b, "c": target_c, "d": target_d}
+    for key in args.only:
+        targets[key](args.rounds)
+
+
+if __name__ == "__main__":
+    main()

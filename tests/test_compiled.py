@@ -1,0 +1,210 @@
+"""The compiled loop (Numba objectives) against the Python-driven loop."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+import numadam
+from numadam import _compiled
+from numadam.problems import quadratic, rosen, rosen_der, rosen_fg, rosenbrock
+
+from conftest import DTYPES, VARIANTS, variant_id
+
+
+@njit(cache=True)
+def rosen_der_out(x, out):
+    out[:] = 0.0
+    for i in range(x.shape[0] - 1):
+        a = x[i + 1] - x[i] * x[i]
+        out[i] += -400.0 * x[i] * a - 2.0 * (1.0 - x[i])
+        out[i + 1] += 200.0 * a
+
+
+@njit(cache=True)
+def rosen_fg_out(x, out):
+    rosen_der_out(x, out)
+    return rosen(x)
+
+
+def _pair(kw, **options):
+    """The same run with the compiled loop and with the Python loop."""
+    opts = kw.pop("options", {})
+    compiled = numadam.minimize(**kw, options=dict(opts, compiled=True, **options))
+    python = numadam.minimize(**kw, options=dict(opts, compiled=False, **options))
+    return compiled, python
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a.x, b.x)
+    np.testing.assert_array_equal(a.jac, b.jac)
+    for key in ("fun", "nit", "nfev", "njev", "status", "success", "message"):
+        assert a[key] == b[key], key
+    assert a.state == b.state
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+def test_compiled_loop_is_bitwise_the_python_loop(variant, dtype):
+    method, options = variant
+    pr = rosenbrock(5).astype(dtype)
+    a, b = _pair(dict(fun=pr.fun, x0=pr.x0, jac=pr.jac, method=method),
+                 **options, maxiter=700, gtol=0.0)
+    _assert_same(a, b)
+    assert a.nit == 700
+
+
+def test_compiled_is_chosen_for_numba_functions_and_can_be_refused():
+    before = _compiled.make_loop.cache_info().misses
+    pr = quadratic(7, cond=3.0, seed=9)
+    numadam.minimize(pr.fun, pr.x0, args=pr.args, jac=pr.jac, method="adagrad",
+                     options={"maxiter": 3})
+    assert _compiled.make_loop.cache_info().misses == before + 1
+    numadam.minimize(pr.fun, pr.x0, args=pr.args, jac=pr.jac, method="adagrad",
+                     options={"maxiter": 3, "compiled": False, "lr_decay": 0.1})
+    numadam.minimize(pr.fun, pr.x0, args=pr.args, jac=lambda x, A, b: A @ x - b,
+                     method="adagrad", options={"maxiter": 3})
+    assert _compiled.make_loop.cache_info().misses == before + 1
+
+
+def test_compiled_true_needs_numba_functions():
+    with pytest.raises(ValueError, match=r"option 'compiled'=True needs fun, and jac "
+                       r"unless jac=True, to be Numba functions \(@numba.njit\); got "
+                       r"fun=<lambda> and jac=rosen_der"):
+        numadam.minimize(lambda x: rosen(x), np.zeros(3), jac=rosen_der,
+                         options={"compiled": True})
+
+
+@pytest.mark.parametrize("kw", [
+    dict(jac=True, fun=rosen_fg),
+    dict(jac=rosen_der_out, fun=rosen, options={"jac_out": True}),
+    dict(jac=True, fun=rosen_fg_out, options={"jac_out": True}),
+])
+def test_gradient_conventions(kw):
+    x0 = rosenbrock(4).x0
+    a, b = _pair(dict(kw, x0=x0, method="adam"), maxiter=500, gtol=0,
+                 learning_rate=1e-2)
+    _assert_same(a, b)
+    plain = numadam.minimize(rosen, x0, jac=rosen_der, method="adam",
+                             options={"maxiter": 500, "gtol": 0, "learning_rate": 1e-2})
+    np.testing.assert_array_equal(a.x, plain.x)
+
+
+@pytest.mark.parametrize("options", [
+    {"gtol": 1e-4}, {"gtol": 0, "ftol": 1e-10}, {"gtol": 0, "xtol": 1e-8},
+])
+def test_termination_tests(options):
+    pr = quadratic(6, cond=4.0, seed=1)
+    a, b = _pair(dict(fun=pr.fun, x0=pr.x0, args=pr.args, jac=pr.jac, method="sgd"),
+                 **options, learning_rate=0.1, maxiter=100_000)
+    _assert_same(a, b)
+    assert a.success and a.nit < 100_000
+
+
+def test_bounds():
+    pr = rosenbrock(4)
+    bounds = [(-1.0, 0.5), (0.2, 0.7), (None, 0.9), (-2, 2)]
+    a, b = _pair(dict(fun=pr.fun, x0=pr.x0, jac=pr.jac, method="radam", bounds=bounds),
+                 maxiter=2000, learning_rate=1e-2)
+    _assert_same(a, b)
+    assert a.x[0] <= 0.5 and 0.2 <= a.x[1] <= 0.7
+
+
+@pytest.mark.parametrize("style", ["new", "legacy"])
+def test_callbacks_every_step_match_the_python_loop(style):
+    seen = {True: [], False: []}
+
+    def make(flag):
+        if style == "new":
+            def cb(intermediate_result):
+                seen[flag].append((intermediate_result.nit, intermediate_result.x,
+                                   intermediate_result.fun, intermediate_result.jac))
+                if intermediate_result.nit == 40:
+                    raise StopIteration
+        else:
+            def cb(xk):
+                seen[flag].append(xk)
+                if len(seen[flag]) == 40:
+                    raise StopIteration
+        return cb
+
+    pr = rosenbrock(3)
+    results = {}
+    for flag in (True, False):
+        results[flag] = numadam.minimize(pr.fun, pr.x0, jac=pr.jac, callback=make(flag),
+                                         options={"compiled": flag})
+    _assert_same(results[True], results[False])
+    assert results[True].status == 99 and results[True].nit == 40
+    for u, v in zip(seen[True], seen[False]):
+        for p, q in zip(np.atleast_1d(u), np.atleast_1d(v)) if style == "legacy" else zip(u, v):
+            np.testing.assert_array_equal(p, q)
+
+
+def test_callback_every_k_steps():
+    pr = rosenbrock(3)
+    nits = []
+    res = numadam.minimize(pr.fun, pr.x0, jac=pr.jac,
+                           callback=lambda intermediate_result: nits.append(
+                               intermediate_result.nit),
+                           options={"maxiter": 1000, "gtol": 0, "callback_every": 100})
+    assert nits == list(range(100, 1001, 100))
+    plain = numadam.minimize(pr.fun, pr.x0, jac=pr.jac,
+                             options={"maxiter": 1000, "gtol": 0})
+    np.testing.assert_array_equal(res.x, plain.x)
+
+
+@pytest.mark.parametrize("where", ["f", "g"])
+def test_non_finite_mid_run(where):
+    @njit
+    def fun(x):
+        if where == "f" and x[0] > -1.0:
+            return np.nan
+        return rosen(x)
+
+    @njit
+    def jac(x):
+        g = rosen_der(x)
+        if where == "g" and x[0] > -1.0:
+            g[1] = np.inf
+        return g
+
+    a, b = _pair(dict(fun=fun, x0=np.array([-1.2, 1.0]), jac=jac),
+                 learning_rate=1e-2, maxiter=10_000)
+    _assert_same(a, b)
+    assert a.status == 3 and a.fun == rosen(a.x)
+
+
+def test_args_and_float32():
+    pr = quadratic(5, cond=3.0, seed=2).astype(np.float32)
+    a, b = _pair(dict(fun=pr.fun, x0=pr.x0, args=pr.args, jac=pr.jac, method="nadam"),
+                 maxiter=300)
+    _assert_same(a, b)
+    assert a.x.dtype == np.float32
+
+
+def test_a_jac_of_the_wrong_length_mid_run():
+    @njit
+    def jac(x):
+        if x[0] > -1.1:
+            return np.zeros(x.shape[0] + 1)
+        return rosen_der(x)
+
+    with pytest.raises(ValueError, match=r"jac must return an array of shape \(2,\) "
+                                         r"\(the shape of x0\), got another length after step"):
+        numadam.minimize(rosen, np.array([-1.2, 1.0]), jac=jac,
+                         options={"learning_rate": 1e-2})
+
+
+def test_fun_returning_an_array_in_the_first_evaluation():
+    @njit
+    def fun(x):
+        return x
+
+    with pytest.raises(ValueError, match=r"fun must return a scalar, got an array of shape"):
+        numadam.minimize(fun, np.zeros(2), jac=rosen_der)
+
+
+def test_large_problem_runs_the_parallel_compiled_loop():
+    n = 50_000
+    pr = rosenbrock(n)
+    a, b = _pair(dict(fun=pr.fun, x0=pr.x0, jac=pr.jac, method="adam"), maxiter=20)
+    _assert_same(a, b)
