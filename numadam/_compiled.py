@@ -174,9 +174,8 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded):
             c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
                  T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
             for i in loop(n):
-                xi = x[i]
-                xprev[i] = xi
-                xn = update(i, xi, G[cur, i], S, c, F)
+                xn = update(i, x, G[cur, i], S, c, F)
+                xprev[i] = x[i]
                 if bounded:
                     if xn < W[1, i]:
                         xn = W[1, i]

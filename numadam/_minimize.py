@@ -72,9 +72,10 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
         StopIteration ends the run with status 99.
     options : dict, optional
         The common options ``maxiter``, ``gtol``, ``ftol``, ``xtol``,
-        ``disp``, ``parallel`` and ``state``, and the method's
-        hyperparameters. See :func:`numadam.show_options`. Unknown options
-        give an :class:`~scipy.optimize.OptimizeWarning`, as in scipy.
+        ``disp``, ``parallel``, ``state``, ``compiled``, ``callback_every``
+        and ``jac_out``, and the method's hyperparameters. See
+        :func:`numadam.show_options`. Unknown options give an
+        :class:`~scipy.optimize.OptimizeWarning`, as in scipy.
 
     Returns
     -------
@@ -100,6 +101,10 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
 
     Continue a run with ``minimize(fun, res.x, ..., options={"state":
     res.state})``: the two runs together give bitwise the result of one run.
+
+    When ``fun`` and ``jac`` are ``@numba.njit`` functions the whole loop runs
+    compiled, with bitwise the same results (``options={"compiled": False}``
+    opts out).
 
     Examples
     --------

@@ -107,10 +107,9 @@ def step_kernel(rule_name, F, parallel, bounded, backup):
              T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
         S = W[off:]
         for i in loop(x.shape[0]):
-            xi = x[i]
+            xn = update(i, x, g[i], S, c, F)
             if backup:
-                W[0, i] = xi
-            xn = update(i, xi, g[i], S, c, F)
+                W[0, i] = x[i]
             if bounded:
                 if xn < W[lo_row, i]:
                     xn = W[lo_row, i]

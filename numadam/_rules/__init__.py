@@ -13,11 +13,14 @@ minimize loop, sparse and CUDA kernels) calls:
     element arithmetic; a rule that forms a reciprocal of a scalar rounds the
     scalar with ``T`` first (see :mod:`numadam._rules._math`).
 
-``update(i, x, g, S, c, F) -> new x``
-    The update of element ``i``: ``x`` and ``g`` are that element's parameter
-    and gradient, ``S`` is the ``(n_slots, n)`` state array whose rows the rule
-    reads and writes in place, ``c`` is the tuple of per-step scalars and ``F``
-    the tuple of structural flags.  It returns the new parameter value.
+``update(i, X, g, S, c, F) -> new x``
+    The update of element ``i``: ``X`` is the parameter array (the rule reads
+    ``X[i]`` where it needs it, and returns the new value for the kernel to
+    store), ``g`` that element's gradient, ``S`` the ``(n_slots, n)`` state
+    array whose rows the rule reads and writes in place, ``c`` the tuple of
+    per-step scalars and ``F`` the tuple of structural flags.  Streaming
+    kernels run fastest when ``X[i]`` is read late in the iteration, after the
+    state; rules read it early only for coupled weight decay.
 
 ``F`` holds the structural flags (amsgrad, nesterov, centered, ...).  Kernels
 are specialised on it, so a flag costs nothing in the element loop.  ``h`` is
@@ -57,7 +60,7 @@ class Rule(NamedTuple):
     slot_init: Callable
     #: Compiled ``coefficients(h, aux, lr, F, c, T)``.
     coefficients: Callable
-    #: Compiled, inlined ``update(i, x, g, S, c, F) -> new x``.
+    #: Compiled, inlined ``update(i, X, g, S, c, F) -> new x``.
     update: Callable
     #: The running scalars kept in ``aux`` as (name, initial value) pairs;
     #: ``aux[0]`` is always the step count ``t``.

@@ -17,12 +17,12 @@ def coefficients(h, aux, lr, F, c, T):
 
 
 @register_jitable(inline="always")
-def update(i, x, g, S, c, F):
+def update(i, X, g, S, c, F):
     if F[0]:
-        g = g + c[1] * x
+        g = g + c[1] * X[i]
     s = S[0, i] + g * g
     S[0, i] = s
-    return x - c[0] * g / (math.sqrt(s) + c[2])
+    return X[i] - c[0] * g / (math.sqrt(s) + c[2])
 
 
 def flags(options):

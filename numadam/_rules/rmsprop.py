@@ -20,9 +20,9 @@ def coefficients(h, aux, lr, F, c, T):
 
 
 @register_jitable(inline="always")
-def update(i, x, g, S, c, F):
+def update(i, X, g, S, c, F):
     if F[2]:
-        g = g + c[3] * x
+        g = g + c[3] * X[i]
     v = c[0] * S[0, i] + c[1] * (g * g)
     S[0, i] = v
     if F[0]:
@@ -35,8 +35,8 @@ def update(i, x, g, S, c, F):
         k = 2 if F[0] else 1
         b = c[4] * S[k, i] + g / den
         S[k, i] = b
-        return x - c[5] * b
-    return x - c[5] * g / den
+        return X[i] - c[5] * b
+    return X[i] - c[5] * g / den
 
 
 def flags(options):

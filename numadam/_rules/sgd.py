@@ -24,9 +24,9 @@ def coefficients(h, aux, lr, F, c, T):
 
 
 @register_jitable(inline="always")
-def update(i, x, g, S, c, F):
+def update(i, X, g, S, c, F):
     if F[2]:
-        g = g + c[1] * x
+        g = g + c[1] * X[i]
     if F[0]:
         b = c[3] * S[0, i] + c[4] * g
         S[0, i] = b
@@ -36,7 +36,7 @@ def update(i, x, g, S, c, F):
             d = b
     else:
         d = g
-    return x - c[0] * d
+    return X[i] - c[0] * d
 
 
 def flags(options):

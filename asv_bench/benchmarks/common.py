@@ -1,0 +1,50 @@
+"""Helpers shared by the benchmark modules."""
+
+import numpy as np
+from numba import njit, prange
+
+METHODS = ["sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "adamax",
+           "nadam", "radam"]
+SIZES = [1_000, 100_000, 10_000_000]
+DTYPES = ["float64", "float32"]
+
+
+@njit(parallel=True, cache=True)
+def same_bytes(x, g, S):
+    """Read x, g, m, v and write x, m, v, as an adam step does, with no
+    arithmetic: the memory-traffic floor of the dense step."""
+    for i in prange(x.shape[0]):
+        a = x[i]
+        b = g[i]
+        c = S[0, i]
+        S[0, i] = S[1, i]
+        S[1, i] = c
+        x[i] = b if a != a else a
+
+
+@njit(cache=True, error_model="numpy")
+def rosen2(x):
+    a = x[1] - x[0] * x[0]
+    b = 1.0 - x[0]
+    return 100.0 * a * a + b * b
+
+
+@njit(cache=True, error_model="numpy")
+def rosen2_der_out(x, out):
+    a = x[1] - x[0] * x[0]
+    out[0] = -400.0 * x[0] * a - 2.0 * (1.0 - x[0])
+    out[1] = 200.0 * a
+
+
+@njit(cache=True, error_model="numpy")
+def rosen2_der(x):
+    out = np.empty_like(x)
+    rosen2_der_out(x, out)
+    return out
+
+
+def arrays(n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n).astype(dtype)
+    g = (rng.standard_normal(n) * 1e-3).astype(dtype)
+    return x, g
