@@ -15,8 +15,11 @@ from ._optimizer import Optimizer
 from ._registry import METHODS as _METHODS
 from ._show import show_options
 from ._state import OptimizerState
+from ._stochastic import RNG
 
 __version__ = "0.1.0"
+
+from . import schedules  # noqa: E402  (light: no compilation at import)
 
 sgd = _make_method(_METHODS["sgd"])
 adagrad = _make_method(_METHODS["adagrad"])
@@ -31,5 +34,5 @@ radam = _make_method(_METHODS["radam"])
 #: The names of numadam's methods.
 methods = tuple(_METHODS)
 
-__all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "methods",
-           *methods]
+__all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "RNG",
+           "methods", "schedules", *methods]

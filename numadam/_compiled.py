@@ -2,20 +2,26 @@
 
 When ``fun`` and a callable ``jac`` are ``@njit`` dispatchers (or ``jac=True``
 with an ``@njit`` ``fun`` returning ``(f, g)``), :func:`run` drives one
-compiled function that evaluates the objective, applies the termination tests
-and updates, with no Python per step. It follows :mod:`numadam._loop`
-statement for statement and calls the same rule functions, so its results are
-bitwise those of the Python-driven loop.
+compiled function that draws minibatches, evaluates the objective, applies
+the termination tests and updates, with no Python per step. It follows
+:mod:`numadam._loop` statement for statement and calls the same rule,
+schedule, termination and averaging functions, so its results are bitwise
+those of the Python-driven loop.
 
-The compiled function returns to Python only when the run ends or, with a
-callback, every ``callback_every`` steps: the callback sees the iterate after
-the non-finite check and before the termination tests, as in the Python loop.
+The compiled function returns to Python only when the run ends, when an
+epoch's permutation is used up (the next one is drawn from the run's NumPy
+generator, as in the Python loop), and, with a callback or a progress bar,
+every ``callback_every`` steps: the callback sees the iterate after the
+non-finite check and before the termination tests, as in the Python loop.
 
 The first evaluation, at ``x0``, runs from Python with the Python loop's
 checks, so a bad return value fails with the same clear error before any
-step. Loops close over the user's functions, so they are compiled once per
-process and per (objective, method, flags) and kept in memory; Numba's disk
-cache cannot key them.
+step. The user's functions receive the same argument types as in the Python
+loop (a read-only view of x, C-contiguous batch views), so the compiled loop
+reuses the specialisations that evaluation compiled (or loaded from the
+user's own cache). Loops close over the user's functions, so they are
+compiled once per process and per (objective, method, switches) and kept in
+memory; Numba's disk cache cannot key them.
 """
 
 from __future__ import annotations
@@ -30,21 +36,32 @@ from numba.core.errors import TypingError
 from numba.extending import overload
 
 from . import _loop
+from . import _stochastic as st
 from ._kernels import cpu
 from ._rules import get_rule
+from .schedules import Schedule, constant, schedule_value
 
 # events returned by the compiled loop besides the statuses of _loop
 CALLBACK_EVENT = -1
 BAD_GRADIENT = -2
+NEED_EPOCH = -3
 GTOL, FTOL, XTOL = 10, 11, 12
+
+# the integer state IS: step, gradient row, evaluations, position in the
+# epoch's permutation, next callback step
+I_K, I_CUR, I_EVALS, I_POS, I_NEXT_CB, I_SIZE = range(6)
+# the float state FS: f, previous f
+F_F, F_FPREV, F_SIZE = range(3)
 
 
 def is_numba_function(f):
     return isinstance(f, Dispatcher)
 
 
-def eligible(objective):
-    """Whether the objective can run in the compiled loop."""
+def eligible(objective, setup):
+    """Whether the objective and the run can use the compiled loop."""
+    if setup.schedule is not None and not isinstance(setup.schedule, Schedule):
+        return False          # a Python callable learning rate
     if objective.mode == "callable":
         return is_numba_function(objective.fun) and is_numba_function(objective.jac)
     if objective.mode == "combined":
@@ -89,54 +106,96 @@ def _store_impl(G, cur, g):
     return impl
 
 
+@functools.lru_cache(maxsize=64)
+def _batch_function(nargs, positions, gathers):
+    """``batch(args, bufs, perm, pos, m)``: gather the next ``m`` rows of the
+    sliced arguments into their buffers (with the kernels of
+    :func:`numadam._kernels.cpu.gather_kernel` that the Python loop uses) and
+    return the call's arguments. Generated per (number of args, sliced
+    positions): a tuple of mixed types is built element by element."""
+    lines = ["def batch(args, bufs, perm, pos, m):"]
+    for j, p in enumerate(positions):
+        lines.append(f"    gather{j}(args[{p}], bufs[{j}], perm, pos, m)")
+    items = [f"bufs[{positions.index(i)}][:m]" if i in positions else f"args[{i}]"
+             for i in range(nargs)]
+    lines.append(f"    return ({', '.join(items)},)")
+    namespace = {f"gather{j}": g for j, g in enumerate(gathers)}
+    exec(compile("\n".join(lines), "<numadam minibatch>", "exec"), namespace)
+    return njit(error_model="numpy", nogil=True)(namespace["batch"])
+
+
 # ------------------------------------------------------------- the loop --
 
 @functools.lru_cache(maxsize=64)
-def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded):
-    """Compile the loop for one objective and one method configuration.
+def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
+              batch_key, history, averaging):
+    """Compile the loop for one objective and one run configuration.
 
     Gradients live in the rows of ``G`` (2, n), used in turn, so that the
-    previous one survives the next evaluation; the current row is ``cur``.
-    With ``jac_out`` the user's function writes into that row, otherwise the
-    returned gradient is copied there. Keeping every array in place (no
-    array is returned, swapped or re-bound per step) is what makes a step of a
-    tiny problem cost tens of nanoseconds.
+    previous one survives the next evaluation; the current row is
+    ``IS[I_CUR]``. With ``jac_out`` the user's function writes into that row,
+    otherwise the returned gradient is copied there. No array is returned,
+    swapped or re-bound per step, which keeps a step of a tiny problem to
+    tens of nanoseconds.
     """
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
     update = rule.update
     loop = prange if parallel else range
     combined = mode == "combined"
-    off, H, A = cpu.layout(rule_name, bounded, True)
+    off, H_, A_ = cpu.layout(rule_name, bounded, True)
+    batched = batch_key is not None
+    batch = _batch_function(*batch_key) if batched else None
+    smoothed_tests = st.smoothed_tests
+    average_weight = st.average_weight
 
     @njit(parallel=parallel, error_model="numpy", nogil=True)
-    def run(x, G, W, P, args, lr, gtol, ftol, xtol, maxiter, every, k, f, fprev,
-            cur, resume, evaluations):
+    def run(x, xv, G, W, P, args, bufs, perm, SP, TS, RB, H, A, AS, IS, FS, tol,
+            maxiter, every, s, patience, resume):
+        # resume: 0 draw and evaluate, 1 iterate k evaluated, 2 and called back
         n = x.shape[0]
         xprev = W[0]
         S = W[off:]
-        h = P[:H]
-        aux = P[H:H + A]
-        cf = P[H + A:]
+        h = P[:H_]
+        aux = P[H_:H_ + A_]
+        cf = P[H_ + A_:]
         T = x.dtype.type
-        # the next step after which the callback is due (-1: never)
-        next_callback = (k // every + 1) * every if every > 0 else -1
+        gtol, ftol, xtol = tol[0], tol[1], tol[2]
+        k = IS[I_K]
+        cur = IS[I_CUR]
+        evaluations = IS[I_EVALS]
+        pos = IS[I_POS]
+        next_callback = IS[I_NEXT_CB]
+        f = FS[F_F]
+        fprev = FS[F_FPREV]
+        event = 0
         while True:
-            if not resume:
+            if resume == 0:
+                if batched:
+                    if pos >= perm.shape[0]:
+                        event = NEED_EPOCH
+                        break
+                    m = min(perm.shape[0] - pos, bufs[0].shape[0])
+                    call = batch(args, bufs, perm, pos, m)
+                    pos += m
+                else:
+                    call = args
                 nxt = 1 - cur
                 if combined:
                     if jac_out:
-                        fn = fun(x, *(args + (G[nxt],)))
+                        fn = fun(xv, *(call + (G[nxt],)))
                     else:
-                        fn, gn = fun(x, *args)
+                        fn, gn = fun(xv, *call)
                         if not _store(G, nxt, gn):
-                            return BAD_GRADIENT, k, f, fprev, cur, evaluations
+                            event = BAD_GRADIENT
+                            break
                 else:
-                    fn = fun(x, *args)
+                    fn = fun(xv, *call)
                     if jac_out:
-                        jac(x, *(args + (G[nxt],)))
-                    elif not _store(G, nxt, jac(x, *args)):
-                        return BAD_GRADIENT, k, f, fprev, cur, evaluations
+                        jac(xv, *(call + (G[nxt],)))
+                    elif not _store(G, nxt, jac(xv, *call)):
+                        event = BAD_GRADIENT
+                        break
                 evaluations += 1
                 cur = nxt
                 fprev = f
@@ -149,26 +208,50 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded):
                 gmax = max(gmax, abs(gi))
                 bad += gi - gi
             if bad != 0.0 or gmax != gmax or not math.isfinite(f):
-                return _loop.NONFINITE, k, f, fprev, cur, evaluations
-            if k == next_callback and not resume:
-                return CALLBACK_EVENT, k, f, fprev, cur, evaluations
-            resume = False
-            if gtol > 0.0 and gmax <= gtol:
-                return GTOL, k, f, fprev, cur, evaluations
-            if k > 0:
-                if ftol > 0.0 and abs(fprev - f) <= ftol * max(abs(fprev), abs(f), 1.0):
-                    return FTOL, k, f, fprev, cur, evaluations
-                if xtol > 0.0:
-                    # cpu.change_kernel
-                    d = 0.0
-                    s = 0.0
-                    for i in loop(n):
-                        d = max(d, abs(x[i] - xprev[i]))
-                        s = max(s, abs(x[i]))
-                    if d <= xtol * max(1.0, s):
-                        return XTOL, k, f, fprev, cur, evaluations
+                event = _loop.NONFINITE
+                break
+            if resume < 2:
+                if history:
+                    H[0, k] = f
+                    H[1, k] = gmax
+                if k == next_callback:
+                    event = CALLBACK_EVENT
+                    next_callback += every
+                    break
+            resume = 0
+            if plain:
+                if gtol > 0.0 and gmax <= gtol:
+                    event = GTOL
+                    break
+                if k > 0 and ftol > 0.0 and abs(fprev - f) <= ftol * max(
+                        abs(fprev), abs(f), 1.0):
+                    event = FTOL
+                    break
+            else:
+                hit = smoothed_tests(TS, RB, k, f, gmax, s, patience, gtol, ftol)
+                if hit == st.GTOL_HIT:
+                    event = GTOL
+                    break
+                if hit == st.FTOL_HIT:
+                    event = FTOL
+                    break
+            if k > 0 and xtol > 0.0:
+                # cpu.change_kernel
+                d = 0.0
+                sx = 0.0
+                for i in loop(n):
+                    d = max(d, abs(x[i] - xprev[i]))
+                    sx = max(sx, abs(x[i]))
+                if d <= xtol * max(1.0, sx):
+                    event = XTOL
+                    break
             if k >= maxiter:
-                return _loop.MAXITER, k, f, fprev, cur, evaluations
+                event = _loop.MAXITER
+                break
+            t = aux[0] + 1.0
+            lr = schedule_value(SP, t)
+            if history:
+                H[2, k] = lr
             # cpu.step_kernel, with the backup of x
             coefficients(h, aux, lr, F, cf, T)
             c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
@@ -182,61 +265,133 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded):
                     elif xn > W[2, i]:
                         xn = W[2, i]
                 x[i] = xn
+            if averaging:
+                # cpu.average_kernel
+                w = average_weight(AS, t)
+                if w != 0.0:
+                    ww = T(w)
+                    for i in loop(n):
+                        a = A[i]
+                        A[i] = a + ww * (x[i] - a)
             k += 1
+        IS[I_K] = k
+        IS[I_CUR] = cur
+        IS[I_EVALS] = evaluations
+        IS[I_POS] = pos
+        IS[I_NEXT_CB] = next_callback
+        FS[F_F] = f
+        FS[F_FPREV] = fprev
+        return event
 
     return run
 
 
-def run(engine, objective, control, callback):
+def run(engine, objective, control, callback, setup):
     """The compiled counterpart of :func:`numadam._loop.run`."""
     x = engine.x
     n = x.shape[0]
+    dtype = x.dtype
     jac_out = control["jac_out"]
-    loop_fn = make_loop(objective.fun, objective.jac if objective.mode == "callable" else None,
+    maxiter = control["maxiter"]
+    batching = setup.batching
+    args = tuple(objective.args)
+    plain = setup.smoothing == 0.0 and setup.patience == 1
+    batch_key = ((len(args), batching.positions, batching.gathers)
+                 if batching is not None else None)
+    loop_fn = make_loop(objective.fun,
+                        objective.jac if objective.mode == "callable" else None,
                         objective.mode, jac_out, engine.rule_name, engine.F,
-                        engine.parallel, engine.bounded)
+                        engine.parallel, engine.bounded, plain, batch_key,
+                        setup.history is not None, engine.A is not None)
     kind = _loop.callback_kind(callback)
-    every = control["callback_every"] if kind is not None else 0
+    progress = _loop.Progress(maxiter, engine.method) if control["disp"] else None
+    if kind is not None:
+        every = control["callback_every"]
+    elif progress is not None:
+        every = progress.every
+    else:
+        every = 0
+    schedule = setup.schedule if setup.schedule is not None else constant(
+        engine.learning_rate)
+    SP = schedule.params
+    TS = np.zeros(st.TS_SIZE)
+    TS[st.TS_PROD] = 1.0
+    RB = np.zeros(setup.patience + 1)
+    H = np.zeros((3, maxiter + 1)) if setup.history else np.zeros((3, 0))
+    A = engine.A if engine.A is not None else np.zeros(0, dtype)
+    AS = engine.AS
+    if batching is not None:
+        bufs = batching.buffers
+        batching.new_epoch()
+        perm = batching.perm
+    else:
+        bufs = (np.zeros(0),)
+        perm = np.zeros(0, np.int64)
 
     # the first evaluation from Python, with the Python loop's checks
-    G = np.zeros((2, n), x.dtype)
+    G = np.zeros((2, n), dtype)
     evaluate = objective.evaluator(jac_out)
     xv = x.view()
     xv.flags.writeable = False
-    f, g = evaluate(xv, G[0])
+    first_args = batching.next_batch() if batching is not None else None
+    f, g = evaluate(xv, G[0], first_args)
     if not jac_out:
         G[0] = g
-    args = tuple(objective.args)
-    k = cur = 0
-    fprev = math.nan
-    evaluations = 1
-    resume = True
+    IS = np.zeros(I_SIZE, np.int64)
+    IS[I_EVALS] = 1
+    IS[I_POS] = batching.pos if batching is not None else 0
+    IS[I_NEXT_CB] = every if every > 0 else -1
+    FS = np.array([f, math.nan])
+    tol = np.array([control["gtol"], control["ftol"], control["xtol"]])
+    # resume: 0 draws and evaluates the next iterate, 1 goes on with the
+    # evaluated iterate k, 2 with iterate k after its callback
+    resume = 1
     status = message = None
     while True:
-        event, k, f, fprev, cur, evaluations = loop_fn(
-            x, G, engine.W, engine.P, args, engine.learning_rate, control["gtol"],
-            control["ftol"], control["xtol"], control["maxiter"], every, k, f,
-            fprev, cur, resume, evaluations)
+        event = loop_fn(x, xv, G, engine.W, engine.P, args, bufs, perm, SP, TS, RB, H, A,
+                        AS, IS, FS, tol, maxiter, every, setup.smoothing,
+                        setup.patience, resume)
+        k = int(IS[I_K])
+        if event == NEED_EPOCH:
+            batching.new_epoch()
+            perm = batching.perm
+            IS[I_POS] = 0
+            resume = 0
+            continue
         if event == CALLBACK_EVENT:
-            if _loop.call_callback(callback, kind, x, f, G[cur], k):
+            if progress is not None:
+                progress.update(k, FS[F_F])
+            if kind is not None and k % control["callback_every"] == 0 and \
+                    _loop.call_callback(callback, kind, x, FS[F_F], G[IS[I_CUR]], k):
                 status, message = _loop.CALLBACK_STOP, _loop.MESSAGES[_loop.CALLBACK_STOP]
                 break
-            resume = True
+            resume = 2
             continue
         if event == BAD_GRADIENT:
-            objective.count(evaluations)
+            objective.count(int(IS[I_EVALS]))
             raise ValueError(f"jac must return an array of shape {(n,)} (the shape "
                              f"of x0), got another length after step {k}")
         break
+    if progress is not None:
+        progress.update(k, FS[F_F])
+        progress.close()
+    evaluations = int(IS[I_EVALS])
+    cur = int(IS[I_CUR])
+    f = float(FS[F_F])
     if event == _loop.NONFINITE:
         what = "function value" if not math.isfinite(f) else "gradient"
         status, message = _loop.NONFINITE, _loop.nonfinite_message(k, what)
         if k > 0:
             np.copyto(x, engine.xprev)
-            f, cur = fprev, 1 - cur
+            f, cur = float(FS[F_FPREV]), 1 - cur
     elif status is None:
-        status = _loop.MAXITER if event == _loop.MAXITER else _loop.SUCCESS
-        message = {GTOL: _loop.MESSAGES["gtol"], FTOL: _loop.MESSAGES["ftol"],
-                   XTOL: _loop.MESSAGES["xtol"]}.get(event, _loop.MESSAGES[_loop.MAXITER])
+        if event == _loop.MAXITER:
+            status, message = _loop.MAXITER, _loop.MESSAGES[_loop.MAXITER]
+        else:
+            status = _loop.SUCCESS
+            which = {GTOL: "gtol", FTOL: "ftol", XTOL: "xtol"}[event]
+            message = _loop.tolerance_message(which, setup)
     objective.count(evaluations)
-    return dict(x=x, fun=f, jac=G[cur].copy(), nit=k, status=status, message=message)
+    rows = k + 1 if status != _loop.NONFINITE else k
+    return dict(x=x, fun=f, jac=G[cur].copy(), nit=k, status=status, message=message,
+                H=H if setup.history else None, rows=rows)

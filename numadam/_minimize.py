@@ -10,10 +10,10 @@ import numpy as np
 import scipy.optimize
 from scipy.optimize import Bounds, OptimizeResult
 
-from . import _loop
+from . import _loop, _stochastic
 from ._objective import Objective
 from ._optimizer import Optimizer
-from ._options import COMMON_OPTIONS, unknown_option_message, warn_user
+from ._options import COMMON_OPTIONS, check_count, unknown_option_message, warn_user
 from ._registry import lookup
 
 __all__ = ["minimize"]
@@ -162,36 +162,64 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
             what = ("Hessian information (hess)" if name == "hess" else
                     "Hessian-vector product information (hessp)")
             warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
+    setup, args, control["maxiter"] = _stochastic.setup_run(control, args)
     objective = Objective(fun, jac, args, x.shape[0], x.dtype, lo, hi)
     if control["jac_out"] and objective.mode not in ("callable", "combined"):
         raise ValueError("option 'jac_out' needs a gradient function: jac must be a "
                          f"callable or True, got {jac!r}")
     _loop.callback_kind(callback)  # validates callback
-    driver = _choose_driver(control["compiled"], objective)
+    driver = _choose_driver(control["compiled"], objective, setup)
     engine = Optimizer._engine(spec, x, hyper, lo, hi, control["state"],
-                               control["parallel"], backup=True)
-    out = driver(engine, objective, control, callback)
+                               control["parallel"], backup=True,
+                               AS=setup.AS if setup.average else None)
+    out = driver(engine, objective, control, callback, setup)
     status = out["status"]
+    x_last = out["x"]
+    fun_value, jac_value = out["fun"], out["jac"]
+    x_result = x_last
+    extra = {}
+    if engine.A is not None:
+        x_result = _stochastic.averaged(engine.A, engine.AS, x_last)
+        extra["x_last"] = x_last.copy()
+    if setup.batching is not None or engine.A is not None:
+        # the full-data objective (and gradient) at the returned x: one pass
+        fun_value, jac_value = _full_evaluation(objective, control, x_result)
+    if setup.history:
+        extra["history"] = _stochastic.history_result(out["H"], out["rows"], setup)
     res = OptimizeResult(
-        x=out["x"], fun=out["fun"], jac=out["jac"], nit=out["nit"],
+        x=x_result, fun=fun_value, jac=jac_value, nit=out["nit"],
         nfev=objective.nfev, njev=objective.njev, status=status,
         success=status == _loop.SUCCESS, message=out["message"],
-        state=engine._state(copy=False))
+        state=engine._state(copy=False), **extra)
     if control["disp"]:
         _report(res)
     return res
 
 
-def _choose_driver(compiled, objective):
+def _full_evaluation(objective, control, x):
+    """f and g at ``x`` with the whole data (one evaluation, counted)."""
+    evaluate = objective.evaluator(control["jac_out"])
+    xv = x.view()
+    xv.flags.writeable = False
+    f, g = evaluate(xv, np.zeros_like(x) if control["jac_out"] else None, None)
+    objective.nfev += 1
+    objective.njev += 1
+    return f, np.array(g, copy=True)
+
+
+def _choose_driver(compiled, objective, setup):
     """The compiled loop for Numba objectives (unless ``compiled`` is False),
     else the Python-driven loop."""
     if compiled is False:
         return _loop.run
     from . import _compiled
 
-    if _compiled.eligible(objective):
+    if _compiled.eligible(objective, setup):
         return _compiled.run
     if compiled:
+        if setup.schedule is not None and _compiled.is_numba_function(objective.fun):
+            raise ValueError("option 'compiled'=True cannot run a Python callable "
+                             "learning_rate; use a numadam.schedules schedule")
         raise ValueError(
             "option 'compiled'=True needs fun, and jac unless jac=True, to be Numba "
             f"functions (@numba.njit); got fun={_name(objective.fun)} and "
@@ -218,6 +246,7 @@ def split_options(spec, options):
     if unknown:
         warn_user(unknown_option_message(
             unknown, list(_COMMON) + list(spec.option_names)))
+    control["maxiter_given"] = "maxiter" in control
     for name, opt in _COMMON.items():
         value = control.get(name, opt.default)
         if name == "disp":
@@ -226,13 +255,20 @@ def split_options(spec, options):
             if value is not None and not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"option {name!r} must be True, False or None, "
                                 f"got {value!r}")
-        elif opt.kind != "any":
+        elif opt.kind != "any" and not (value is None and opt.default is None):
             value = opt.check(value, spec.name)
         control[name] = value
-    if control["callback_every"] < 1:
-        raise ValueError(f"{spec.name}: option 'callback_every' must be an integer "
-                         f">= 1, got {control['callback_every']!r}")
+    for name in ("callback_every", "epochs"):
+        value = control[name]
+        if value is None:
+            continue
+        what = f"{spec.name}: option {name!r}"
+        value = check_count(value, what)
+        if value < 1:
+            raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
+        control[name] = value
     hyper = spec.resolve(hyper)
+    control["learning_rate_schedule"] = hyper.pop("learning_rate_schedule", None)
     return control, hyper
 
 

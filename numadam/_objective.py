@@ -57,7 +57,9 @@ class Objective:
 
     # ------------------------------------------------------------------
     def evaluator(self, jac_out=False):
-        """A function ``evaluate(x, out=None) -> (f, g)`` for the jac mode.
+        """A function ``evaluate(x, out=None, call_args=None) -> (f, g)``.
+
+        ``call_args`` replaces ``args`` for one call (a minibatch).
 
         With ``jac_out`` the gradient is written into ``out`` (a C-contiguous
         array of the run's dtype) by ``jac(x, *args, out)``, or by
@@ -75,30 +77,34 @@ class Objective:
                              f"be a callable or True, got {self.jac!r}")
 
         if mode == "callable" and jac_out:
-            def evaluate(x, out=None):
-                f = fun(x, *args)
+            def evaluate(x, out=None, call_args=None):
+                a = args if call_args is None else call_args
+                f = fun(x, *a)
                 if type(f) is not float:
                     f = as_scalar(f)
-                jac(x, *args, out)
+                jac(x, *a, out)
                 return f, out
         elif mode == "callable":
-            def evaluate(x, out=None):
-                f = fun(x, *args)
+            def evaluate(x, out=None, call_args=None):
+                a = args if call_args is None else call_args
+                f = fun(x, *a)
                 if type(f) is not float:
                     f = as_scalar(f)
-                g = jac(x, *args)
+                g = jac(x, *a)
                 if type(g) is not ndarray or g.dtype is not dtype or g.shape != shape:
                     g = as_gradient(g)
                 return f, g
         elif mode == "combined" and jac_out:
-            def evaluate(x, out=None):
-                f = fun(x, *args, out)
+            def evaluate(x, out=None, call_args=None):
+                a = args if call_args is None else call_args
+                f = fun(x, *a, out)
                 if type(f) is not float:
                     f = as_scalar(f)
                 return f, out
         elif mode == "combined":
-            def evaluate(x, out=None):
-                out = fun(x, *args)
+            def evaluate(x, out=None, call_args=None):
+                a = args if call_args is None else call_args
+                out = fun(x, *a)
                 if type(out) is not tuple or len(out) != 2:
                     out = _pair(out)
                 f, g = out
@@ -110,9 +116,10 @@ class Objective:
         else:
             fd = self._finite_difference
 
-            def evaluate(x, out=None):
-                f = as_scalar(fun(x, *args))
-                return f, as_gradient(fd(x, f))
+            def evaluate(x, out=None, call_args=None):
+                a = args if call_args is None else call_args
+                f = as_scalar(fun(x, *a))
+                return f, as_gradient(fd(x, f, a))
         return evaluate
 
     def count(self, evaluations):
@@ -134,7 +141,7 @@ class Objective:
         return np.ascontiguousarray(arr, dtype=self.dtype)
 
     # ------------------------------------------------------------------
-    def _finite_difference(self, x, f0):
+    def _finite_difference(self, x, f0, args):
         """Forward ('2-point') or central ('3-point') differences.
 
         Relative steps as scipy's ``approx_derivative``: ``h = r * max(1, |x|)``
@@ -152,7 +159,7 @@ class Objective:
         xw = self._work
         np.copyto(xw, x)
         g = np.empty(self.shape, np.float64)
-        fun, args = self.fun, self.args
+        fun = self.fun
         lo, hi = self.lo, self.hi
         for i in range(self.shape[0]):
             xi = x[i]

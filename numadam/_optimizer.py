@@ -39,6 +39,8 @@ class Optimizer:
         for the adaptive methods in float64; see :ref:`performance`).
     **options
         The method's hyperparameters (see :func:`numadam.show_options`).
+        ``learning_rate`` may be a :mod:`numadam.schedules` schedule or a
+        callable of the step number.
 
     Examples
     --------
@@ -75,10 +77,26 @@ class Optimizer:
 
     # ------------------------------------------------------------------
     @classmethod
-    def _engine(cls, spec, x, values, lo, hi, state, parallel, backup):
-        """Build an engine from already validated input (used by minimize)."""
+    def _engine(cls, spec, x, values, lo, hi, state, parallel, backup, AS=None):
+        """Build an engine from already validated input (used by minimize).
+
+        ``AS`` (the averaging scalars of :mod:`numadam._stochastic`) asks for
+        an iterate average, kept with the state."""
         self = cls.__new__(cls)
         self._setup(spec, x, values, lo, hi, state, parallel, backup)
+        self.A = None
+        self.AS = np.zeros(5)
+        if AS is not None:
+            if state is not None and state.average is not None:
+                if int(state.average_scalars[0]) != int(AS[0]):
+                    raise ValueError("options['state'] holds an iterate average of "
+                                     "another kind than option 'average' asks for")
+                self.A = state.average.copy()
+                self.AS = state.average_scalars.copy()
+                self.AS[1:3] = AS[1:3]
+            else:
+                self.A = np.zeros_like(x)
+                self.AS = np.array(AS, dtype=np.float64)
         return self
 
     def _setup(self, spec, x, values, lo, hi, state, parallel, backup):
@@ -127,6 +145,9 @@ class Optimizer:
         self.F = F
         self.parallel = cpu.use_parallel(n, parallel, rule.name, dtype)
         self.kernel = cpu.step_kernel(rule.name, F, self.parallel, bounded, backup)
+        self.A = None
+        self.AS = None
+        self._schedule = values.get("learning_rate_schedule")
         preload.load(self.kernel, x, x, W, P, 1.0)
 
     # ------------------------------------------------------------------
@@ -139,7 +160,12 @@ class Optimizer:
         x = self.x
         if type(g) is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape:
             g = _as_gradient(g, x)
-        lr = self.learning_rate if learning_rate is None else float(learning_rate)
+        if learning_rate is not None:
+            lr = float(learning_rate)
+        elif self._schedule is not None:
+            lr = float(self._schedule(int(self.aux[0]) + 1))
+        else:
+            lr = self.learning_rate
         self.kernel(x, g, self.W, self.P, lr)
 
     @property
@@ -149,8 +175,12 @@ class Optimizer:
 
     def _state(self, copy):
         S, aux = (self.S.copy(), self.aux.copy()) if copy else (self.S, self.aux)
+        A = self.A
+        AS = self.AS if A is not None else None
+        if copy and A is not None:
+            A, AS = A.copy(), AS.copy()
         return OptimizerState(self.method, self._rule.name, self.F,
-                              self._names, S, aux)
+                              self._names, S, aux, A, AS)
 
     def __repr__(self):
         return (f"Optimizer({self.method!r}, size={self.x.shape[0]}, "

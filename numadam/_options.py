@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import OptimizeWarning
 
-__all__ = ["Option", "COMMON_OPTIONS", "warn_user"]
+__all__ = ["Option", "COMMON_OPTIONS", "check_count", "warn_user"]
 
 _REQUIRED = object()
 
@@ -78,7 +78,7 @@ class Option:
             raise TypeError(f"{owner}: option {name!r} must be True or False, "
                             f"got {value!r} ({type(value).__name__})")
         if self.kind == "int":
-            return _check_count(value, f"{owner}: option {name!r}")
+            return check_count(value, f"{owner}: option {name!r}")
         if self.kind == "any":
             return value
         # real
@@ -127,7 +127,7 @@ def _fmt_bound(v):
     return str(int(v)) if float(v).is_integer() else _fmt(v)
 
 
-def _check_count(value, what):
+def check_count(value, what):
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{what} must be an integer >= 0, got {value!r}")
     if isinstance(value, numbers.Integral):
@@ -156,8 +156,8 @@ COMMON_OPTIONS = (
     Option("xtol", 0.0, "Stop successfully when "
            "``max(abs(x - x_prev)) <= xtol * max(1, max(abs(x)))`` after a step. "
            "0 (the default) disables the test.", lower=0.0),
-    Option("disp", False, "Print a summary when the run ends, as scipy does.",
-           kind="any"),
+    Option("disp", False, "Show a progress bar (tqdm, if installed) and print "
+           "scipy's summary when the run ends.", kind="any"),
     Option("parallel", None, "Use the parallel (``prange``) update kernel: "
            "True, False, or None to decide by size.", kind="any"),
     Option("state", None, "An :class:`~numadam.OptimizerState` from an earlier "
@@ -171,6 +171,32 @@ COMMON_OPTIONS = (
     Option("jac_out", False, "jac (or fun with jac=True) takes a last argument "
            "``out`` and writes the gradient into it, so that no gradient is "
            "allocated per step.", kind="flag"),
+    Option("batch_size", None, "Draw a minibatch of this many rows of the array "
+           "arguments each step (shuffled epochs without replacement).", kind="any"),
+    Option("batch_args", None, "Positions in ``args`` of the arrays to slice into "
+           "minibatches; by default every array with ndim >= 1.", kind="any"),
+    Option("epochs", None, "With batch_size: the number of passes over the data, "
+           "instead of maxiter.", kind="any"),
+    Option("seed", None, "Seed of the run's random streams: the minibatch "
+           "permutations and the generator passed for ``numadam.RNG`` in args.",
+           kind="any"),
+    Option("smoothing", None, "Decay of the moving averages of the loss and the "
+           "gradient norm that ftol and gtol test: 0 for full-batch runs, "
+           "1 - 1/(batches per epoch) with minibatches by default.", lower=0.0,
+           upper=1.0, upper_open=True),
+    Option("patience", None, "Steps over which the smoothed tests must hold: 1 "
+           "for full-batch runs, one epoch with minibatches by default.",
+           kind="int"),
+    Option("average", None, "Iterate averaging: None, 'ema' (an exponential "
+           "moving average) or 'polyak' (the running mean). res.x is then the "
+           "average and res.x_last the last iterate.", kind="any"),
+    Option("average_decay", 0.999, "Decay of the 'ema' average.", lower=0.0,
+           upper=1.0, upper_open=True),
+    Option("average_start", 0, "Average the iterates after this many steps.",
+           kind="int"),
+    Option("history", None, "Record the loss, the gradient norm (max(abs(g))) "
+           "and the learning rate in res.history: None, 'step' or 'epoch' (means "
+           "over each epoch).", kind="any"),
 )
 
 #: Names other libraries use for options, with the numadam name.

@@ -64,6 +64,9 @@ class MethodSpec:
         values = dict(self.fixed)
         for opt in self.options:
             value = given.get(opt.name, opt.default)
+            if opt.name == "learning_rate" and _is_schedule(value):
+                values["learning_rate_schedule"] = value
+                value = value.lr if hasattr(value, "lr") else opt.default
             values[opt.name] = opt.check(value, owner)
         if self.check is not None:
             self.check(values, owner)
@@ -73,11 +76,18 @@ class MethodSpec:
         return get_rule(self.rule)
 
 
+def _is_schedule(value):
+    from .schedules import Schedule
+
+    return isinstance(value, Schedule) or (callable(value) and not isinstance(value, type))
+
+
 # ---------------------------------------------------------------- options --
 
 def _lr(default):
     return Option("learning_rate", default,
-                  "Step size (the base rate when a schedule is used).",
+                  "Step size: a float, a :mod:`numadam.schedules` schedule, or a "
+                  "Python callable of the step number t (Python loop only).",
                   lower=0.0, symbol=r"\gamma")
 
 

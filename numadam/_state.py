@@ -30,7 +30,10 @@ class OptimizerState:
     flags : dict
         The structural switches the state was made with (``amsgrad``,
         ``nesterov``, whether a momentum buffer is kept, ...). A continued run
-        must have the same ones.
+        must keep the same state slots.
+    average : ndarray or None
+        The running iterate average of a run with the ``average`` option
+        (uncorrected for ``'ema'``), so that a continued run averages on.
 
     Notes
     -----
@@ -38,15 +41,19 @@ class OptimizerState:
     copies, so one state can seed several runs.
     """
 
-    __slots__ = ("method", "rule", "F", "names", "S", "aux")
+    __slots__ = ("method", "rule", "F", "names", "S", "aux", "average",
+                 "average_scalars")
 
-    def __init__(self, method, rule, F, names, S, aux):
+    def __init__(self, method, rule, F, names, S, aux, average=None,
+                 average_scalars=None):
         self.method = method
         self.rule = rule
         self.F = tuple(F)
         self.names = tuple(names)
         self.S = S
         self.aux = aux
+        self.average = average
+        self.average_scalars = average_scalars
 
     @property
     def flags(self):
@@ -95,8 +102,10 @@ class OptimizerState:
             object.__setattr__(self, k, v)
 
     def copy(self):
+        avg = None if self.average is None else self.average.copy()
+        avs = None if self.average_scalars is None else self.average_scalars.copy()
         return OptimizerState(self.method, self.rule, self.F, self.names,
-                              self.S.copy(), self.aux.copy())
+                              self.S.copy(), self.aux.copy(), avg, avs)
 
     def __repr__(self):
         slots = ", ".join(f"{n}: {self.S.dtype}[{self.size}]" for n in self.names)
@@ -106,9 +115,13 @@ class OptimizerState:
     def __eq__(self, other):
         if not isinstance(other, OptimizerState):
             return NotImplemented
+        same_avg = (self.average is None) == (other.average is None) and (
+            self.average is None or (np.array_equal(self.average, other.average) and
+                                     np.array_equal(self.average_scalars,
+                                                    other.average_scalars)))
         return (self.rule == other.rule and self.F == other.F
                 and self.names == other.names
                 and np.array_equal(self.S, other.S)
-                and np.array_equal(self.aux, other.aux))
+                and np.array_equal(self.aux, other.aux) and same_avg)
 
     __hash__ = None

@@ -48,3 +48,41 @@ def arrays(n, dtype, seed=0):
     x = rng.standard_normal(n).astype(dtype)
     g = (rng.standard_normal(n) * 1e-3).astype(dtype)
     return x, g
+
+
+def logreg_data(n=200_000, d=100, seed=0):
+    """Binary classification data for the minibatch benchmarks."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    w = rng.standard_normal(d) / np.sqrt(d)
+    y = (X @ w + 0.5 * rng.standard_normal(n) > 0).astype(np.float64)
+    return X, y
+
+
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _logreg_loss(w, X, y):
+    s = 0.0
+    for i in range(X.shape[0]):
+        z = 0.0
+        for j in range(X.shape[1]):
+            z += X[i, j] * w[j]
+        s += max(z, 0.0) + np.log1p(np.exp(-abs(z))) - y[i] * z
+    return s / X.shape[0]
+
+
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _logreg_grad(w, X, y):
+    g = np.zeros_like(w)
+    for i in range(X.shape[0]):
+        z = 0.0
+        for j in range(X.shape[1]):
+            z += X[i, j] * w[j]
+        r = 1.0 / (1.0 + np.exp(-z)) - y[i]
+        for j in range(X.shape[1]):
+            g[j] += X[i, j] * r
+    return g / X.shape[0]
+
+
+def logreg_functions():
+    """Binary logistic regression: mean loss and gradient, @njit."""
+    return _logreg_loss, _logreg_grad

@@ -78,3 +78,52 @@ class Quality:
         return out[problem, method][1]
 
     track_final_f_excess.unit = "f - f*"
+
+
+class MinibatchEpoch:
+    """One epoch of minibatch adam on binary logistic regression, 200,000 x 100
+    float64, batches of 256, @njit fun and jac: 781 steps and the final
+    full-data evaluation of res.fun and res.jac (asv_bench/compare.py reports
+    the time per step without it)."""
+
+    params = (["compiled", "python"],)
+    param_names = ["loop"]
+    timeout = 600
+
+    def setup(self, loop):
+        from .common import logreg_data, logreg_functions
+
+        self.X, self.y = logreg_data()
+        self.loss, self.grad = logreg_functions()
+        self.opts = {"batch_size": 256, "seed": 0, "maxiter": 781, "gtol": 0.0,
+                     "learning_rate": 1e-3, "compiled": loop == "compiled"}
+        numadam.minimize(self.loss, np.zeros(100), args=(self.X, self.y),
+                         jac=self.grad, options=self.opts)
+
+    def time_epoch(self, loop):
+        numadam.minimize(self.loss, np.zeros(100), args=(self.X, self.y),
+                         jac=self.grad, options=self.opts)
+
+
+class Gather:
+    """What drawing a minibatch costs: 256 random rows of a 200,000 x 100
+    float64 array, serial and parallel."""
+
+    params = ([False, True],)
+    param_names = ["parallel"]
+
+    def setup(self, parallel):
+        from numadam._kernels import cpu
+
+        from .common import logreg_data
+
+        self.X, _ = logreg_data()
+        self.perm = np.random.default_rng(0).permutation(self.X.shape[0]).astype(np.int64)
+        self.buf = np.empty((256, 100))
+        self.gather = cpu.gather_kernel(2, parallel)
+        self.gather(self.X, self.buf, self.perm, 0, 256)
+        self.pos = 0
+
+    def time_gather_256_rows(self, parallel):
+        self.gather(self.X, self.buf, self.perm, self.pos, 256)
+        self.pos = (self.pos + 256) % 199_680

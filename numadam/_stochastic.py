@@ -1,0 +1,341 @@
+"""Stochastic runs: minibatches, randomness, smoothed termination, iterate
+averaging and history.
+
+Everything that both loops compute per step is written once here as a
+``register_jitable`` function: Python calls it as plain Python, the compiled
+loop compiles it, and the two give the same numbers bitwise.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from numba.extending import register_jitable
+
+from . import schedules
+
+__all__ = ["RNG", "Batching", "RunSetup", "setup_run"]
+
+
+class _RNGSentinel:
+    """Stands in ``args`` for the run's random generator.
+
+    Put ``numadam.RNG`` where ``fun`` (and ``jac``) expect a
+    :class:`numpy.random.Generator`; minimize passes a generator seeded from
+    the run's ``seed`` option (independent of the stream that draws
+    minibatches), so the same seed gives bitwise the same run. Numba
+    functions receive it too: ``@njit`` code can call its methods
+    (``rng.normal()``, ``rng.random()``, ...).
+    """
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "numadam.RNG"
+
+    def __reduce__(self):
+        return (_RNGSentinel, ())
+
+
+RNG = _RNGSentinel()
+
+
+def seed_streams(seed):
+    """(batch generator, objective generator), independent, from ``seed``."""
+    ss = np.random.SeedSequence(seed)
+    a, b = ss.spawn(2)
+    return np.random.default_rng(a), np.random.default_rng(b)
+
+
+# ------------------------------------------------------------ minibatches --
+
+class Batching:
+    """Which arguments are sliced, the buffers, and the epoch permutations.
+
+    Sampling is by shuffled epochs without replacement: each epoch is a
+    permutation of ``range(N)`` from the run's generator, cut into
+    consecutive batches of ``batch_size`` rows; when ``batch_size`` does not
+    divide ``N`` the last batch of an epoch is smaller.
+    """
+
+    def __init__(self, args, positions, batch_size, rng):
+        self.args = args
+        self.positions = tuple(positions)
+        self.n = args[self.positions[0]].shape[0]
+        self.batch_size = batch_size
+        self.rng = rng
+        self.batches_per_epoch = -(-self.n // batch_size)
+        self.buffers = tuple(np.empty((batch_size,) + args[p].shape[1:], args[p].dtype)
+                             for p in self.positions)
+        from ._kernels import cpu
+
+        self.parallel = sum(b.nbytes for b in self.buffers) >= cpu.GATHER_PARALLEL_BYTES
+        self.gathers = tuple(cpu.gather_kernel(args[p].ndim, self.parallel)
+                             for p in self.positions)
+        self.perm = np.empty(0, np.int64)
+        self.pos = 0
+
+    def new_epoch(self):
+        self.perm = self.rng.permutation(self.n).astype(np.int64)
+        self.pos = 0
+
+    def next_batch(self):
+        """Gather the next batch into the buffers; return the call arguments."""
+        if self.pos >= self.perm.shape[0]:
+            self.new_epoch()
+        pos = self.pos
+        m = min(self.batch_size, self.perm.shape[0] - pos)
+        self.pos = pos + m
+        call = list(self.args)
+        for p, buf, gather in zip(self.positions, self.buffers, self.gathers):
+            gather(self.args[p], buf, self.perm, pos, m)
+            call[p] = buf[:m]
+        return tuple(call)
+
+
+def choose_batched(args, batch_args):
+    """The positions of the args to slice, validated."""
+    if batch_args is None:
+        positions = [i for i, a in enumerate(args)
+                     if isinstance(a, np.ndarray) and a.ndim >= 1]
+        if not positions:
+            raise ValueError("options['batch_size'] needs array arguments to slice: "
+                             "args holds no NumPy array with ndim >= 1")
+    else:
+        try:
+            positions = [int(p) for p in batch_args]
+        except TypeError:
+            raise TypeError("options['batch_args'] must be a sequence of positions "
+                            f"in args, got {batch_args!r}") from None
+        for p in positions:
+            if not 0 <= p < len(args):
+                raise ValueError(f"options['batch_args'] holds position {p}, but args "
+                                 f"has {len(args)} element(s)")
+            if not (isinstance(args[p], np.ndarray) and args[p].ndim >= 1):
+                raise ValueError(f"options['batch_args'] names args[{p}], which is not a "
+                                 "NumPy array with ndim >= 1")
+        if len(set(positions)) != len(positions) or not positions:
+            raise ValueError("options['batch_args'] must name distinct positions, "
+                             f"at least one, got {batch_args!r}")
+    lengths = {p: args[p].shape[0] for p in positions}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"args[{p}] has {n}" for p, n in lengths.items())
+        raise ValueError("the arrays sliced into minibatches must have the same length "
+                         f"along axis 0: {desc} (use options['batch_args'] to choose "
+                         "which args are sliced)")
+    if next(iter(lengths.values())) == 0:
+        raise ValueError("the arrays sliced into minibatches are empty")
+    return positions
+
+
+# ---------------------------------------- smoothed termination (shared) --
+
+# layout of the termination state TS (float64)
+TS_EMA_F, TS_EMA_G, TS_PROD, TS_GCOUNT, TS_SIZE = 0, 1, 2, 3, 4
+GTOL_HIT, FTOL_HIT = 1, 2
+
+
+@register_jitable
+def smoothed_tests(TS, RB, k, f, gmax, s, patience, gtol, ftol):
+    """Update the smoothed loss and gradient norm with iterate ``k``'s values
+    and apply the gtol and ftol tests; return 0, GTOL_HIT or FTOL_HIT.
+
+    The smoothed values are bias-corrected exponential moving averages with
+    decay ``s`` (with ``s = 0`` they are ``f`` and ``gmax`` themselves).
+    gtol holds when the smoothed gradient norm is <= gtol for ``patience``
+    consecutive iterates; ftol when the smoothed loss changed by at most
+    ``ftol * max(|old|, |new|, 1)`` over the last ``patience`` iterates. With
+    ``s = 0`` and ``patience = 1`` these are the plain tests.
+    """
+    prod = TS[TS_PROD] * s
+    if prod < 1e-300:
+        prod = 0.0
+    TS[TS_PROD] = prod
+    ema_f = s * TS[TS_EMA_F] + (1.0 - s) * f
+    ema_g = s * TS[TS_EMA_G] + (1.0 - s) * gmax
+    TS[TS_EMA_F] = ema_f
+    TS[TS_EMA_G] = ema_g
+    corr = 1.0 - prod
+    fs = ema_f / corr
+    gs = ema_g / corr
+    if gs <= gtol:
+        TS[TS_GCOUNT] += 1.0
+    else:
+        TS[TS_GCOUNT] = 0.0
+    L = RB.shape[0]
+    RB[k % L] = fs
+    if gtol > 0.0 and TS[TS_GCOUNT] >= patience:
+        return GTOL_HIT
+    if ftol > 0.0 and k >= patience:
+        old = RB[(k - patience) % L]
+        if abs(old - fs) <= ftol * max(abs(old), abs(fs), 1.0):
+            return FTOL_HIT
+    return 0
+
+
+# ------------------------------------------------- averaging (shared) --
+
+# layout of the averaging scalars AS (float64): kind, decay, start, count, prod
+AVG_NONE, AVG_EMA, AVG_POLYAK = 0, 1, 2
+
+
+@register_jitable
+def average_weight(AS, t):
+    """The weight of the new iterate in ``A += w * (x - A)`` after step ``t``,
+    or 0 when the iterate is not averaged (before the start). Advances the
+    count and the running power of the decay."""
+    kind = int(AS[0])
+    if kind == AVG_NONE or t <= AS[2]:
+        return 0.0
+    AS[3] += 1.0
+    if kind == AVG_EMA:
+        p = AS[4] * AS[1]
+        if p < 1e-300:
+            p = 0.0
+        AS[4] = p
+        return 1.0 - AS[1]
+    return 1.0 / AS[3]
+
+
+def averaged(A, AS, x):
+    """The averaged iterate (bias-corrected for ema), or x when nothing was
+    averaged yet."""
+    if AS[3] == 0:
+        return x.copy()
+    if int(AS[0]) == AVG_EMA:
+        corr = x.dtype.type(1.0 - AS[4])
+        return A / corr
+    return A.copy()
+
+
+# -------------------------------------------------------------- set-up --
+
+class RunSetup:
+    """Everything about a run beyond the method: filled by :func:`setup_run`."""
+
+    def __init__(self):
+        self.batching = None
+        self.objective_rng = None
+        self.schedule = None        # Schedule, or a Python callable, or None
+        self.smoothing = 0.0
+        self.patience = 1
+        self.average = None         # ("ema", decay, start) / ("polyak", start)
+        self.AS = np.zeros(5)
+        self.history = None
+        self.progress = False
+
+    @property
+    def stochastic(self):
+        return self.batching is not None
+
+
+def setup_run(control, args, n_steps_hint=None):
+    """Validate the stochastic options and build the run's set-up.
+
+    Returns ``(setup, args, maxiter)``: ``args`` with ``numadam.RNG``
+    replaced, and ``maxiter`` from ``epochs`` when that was given.
+    """
+    rs = RunSetup()
+    seed = control["seed"]
+    if seed is not None and not (isinstance(seed, (numbers.Integral, np.random.SeedSequence))
+                                 and not isinstance(seed, (bool, np.bool_))):
+        raise TypeError(f"option 'seed' must be an integer >= 0 or None, got {seed!r}")
+    if isinstance(seed, numbers.Integral) and seed < 0:
+        raise ValueError(f"option 'seed' must be an integer >= 0 or None, got {seed!r}")
+    batch_rng, fun_rng = seed_streams(seed)
+
+    if any(a is RNG for a in args):
+        rs.objective_rng = fun_rng
+        args = tuple(fun_rng if a is RNG else a for a in args)
+
+    batch_size = control["batch_size"]
+    maxiter = control["maxiter"]
+    if batch_size is not None:
+        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(
+                batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"option 'batch_size' must be an integer >= 1, got "
+                             f"{batch_size!r}")
+        positions = choose_batched(args, control["batch_args"])
+        rs.batching = Batching(args, positions, int(batch_size), batch_rng)
+    elif control["batch_args"] is not None:
+        raise ValueError("option 'batch_args' needs option 'batch_size'")
+    if control["epochs"] is not None:
+        if rs.batching is None:
+            raise ValueError("option 'epochs' needs option 'batch_size' (full-batch "
+                             "runs count steps with maxiter)")
+        if control["maxiter_given"]:
+            raise ValueError("give either option 'epochs' or option 'maxiter', not both")
+        maxiter = control["epochs"] * rs.batching.batches_per_epoch
+
+    # smoothing and patience: plain tests for full-batch runs, about one
+    # epoch of averaging and patience for minibatch runs
+    s = control["smoothing"]
+    p = control["patience"]
+    if rs.batching is not None:
+        nb = rs.batching.batches_per_epoch
+        rs.smoothing = 1.0 - 1.0 / nb if s is None else s
+        rs.patience = nb if p is None else p
+    else:
+        rs.smoothing = 0.0 if s is None else s
+        rs.patience = 1 if p is None else p
+    if rs.patience < 1:
+        raise ValueError(f"option 'patience' must be an integer >= 1, got {p!r}")
+
+    lr = control["learning_rate_schedule"]
+    if isinstance(lr, schedules.Schedule) or callable(lr):
+        rs.schedule = lr
+
+    avg = control["average"]
+    if avg is not None:
+        if avg not in ("ema", "polyak"):
+            raise ValueError(f"option 'average' must be None, 'ema' or 'polyak', got {avg!r}")
+        decay = control["average_decay"]
+        start = control["average_start"]
+        rs.average = avg
+        rs.AS = np.array([AVG_EMA if avg == "ema" else AVG_POLYAK, decay, start, 0.0, 1.0])
+    hist = control["history"]
+    if hist not in (None, "step", "epoch"):
+        raise ValueError(f"option 'history' must be None, 'step' or 'epoch', got {hist!r}")
+    if hist == "epoch" and rs.batching is None:
+        raise ValueError("option history='epoch' needs option 'batch_size'; use "
+                         "history='step' for full-batch runs")
+    rs.history = hist
+    return rs, args, maxiter
+
+
+def history_result(H, rows, setup):
+    """The history dict of the result from the per-iterate records ``H``."""
+    loss, gnorm, lr = H[0, :rows].copy(), H[1, :rows].copy(), H[2, :rows].copy()
+    if setup.history == "step":
+        return {"loss": loss, "grad_norm": gnorm, "learning_rate": lr}
+    nb = setup.batching.batches_per_epoch
+    steps = max(rows - 1, 0)
+    epochs = -(-steps // nb)
+    out = {"loss": np.empty(epochs), "grad_norm": np.empty(epochs),
+           "learning_rate": np.empty(epochs)}
+    for e in range(epochs):
+        sl = slice(e * nb, min((e + 1) * nb, steps))
+        out["loss"][e] = loss[sl].mean()
+        out["grad_norm"][e] = gnorm[sl].mean()
+        out["learning_rate"][e] = lr[sl.stop - 1]
+    return out
+
+
+def check_rate(value, t):
+    """A rate from a Python schedule callable, validated."""
+    try:
+        lr = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"the learning_rate callable must return a real number, got "
+                        f"{value!r} at step {t}") from None
+    if not (math.isfinite(lr) and lr >= 0.0):
+        raise ValueError(f"the learning_rate callable returned {value!r} at step {t}; "
+                         "rates must be finite and >= 0")
+    return lr

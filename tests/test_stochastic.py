@@ -1,0 +1,442 @@
+"""Stochastic objectives: minibatches, randomness, smoothed termination,
+schedules, averaging, history and progress."""
+
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+import numadam
+from numadam import schedules
+
+
+# ----------------------------------------------------------------- data --
+
+def _least_squares(n=300, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, d))
+    w = rng.standard_normal(d)
+    b = A @ w + 0.1 * rng.standard_normal(n)
+    return A, b
+
+
+def ls_fun(x, A, b):
+    r = A @ x - b
+    return 0.5 * float(r @ r) / A.shape[0]
+
+
+def ls_jac(x, A, b):
+    return A.T @ (A @ x - b) / A.shape[0]
+
+
+@njit(cache=True)
+def ls_fun_nb(x, A, b):
+    r = A @ x - b
+    return 0.5 * (r @ r) / A.shape[0]
+
+
+@njit(cache=True)
+def ls_jac_nb(x, A, b):
+    return A.T @ (A @ x - b) / A.shape[0]
+
+
+# ---------------------------------------------------------- minibatches --
+
+def test_every_epoch_visits_every_row_once_in_batches_of_batch_size():
+    A, b = _least_squares(n=103)
+    ids = np.arange(103)
+    seen = []
+
+    def fun(x, A, b, ids):
+        seen.append(ids.copy())
+        return ls_fun(x, A, b)
+
+    res = numadam.minimize(fun, np.zeros(5), args=(A, b, ids),
+                           jac=lambda x, A, b, ids: ls_jac(x, A, b),
+                           options={"batch_size": 10, "seed": 3, "epochs": 3, "gtol": 0})
+    per_epoch = 11                      # 10 batches of 10 and one of 3
+    assert res.nit == 3 * per_epoch
+    batches = seen[:3 * per_epoch]       # then one batch after the last step, and
+    assert [len(s) for s in batches[:per_epoch]] == [10] * 10 + [3]
+    for e in range(3):
+        epoch = np.concatenate(batches[e * per_epoch:(e + 1) * per_epoch])
+        assert sorted(epoch.tolist()) == list(range(103))
+    epochs = [np.concatenate(batches[e * per_epoch:(e + 1) * per_epoch]) for e in range(3)]
+    assert not np.array_equal(epochs[0], epochs[1])      # reshuffled each epoch
+    assert len(seen[-1]) == 103                           # the full-data evaluation
+
+
+def test_rows_are_sliced_consistently_across_arrays():
+    A, b = _least_squares(n=50)
+    ids = np.arange(50)
+
+    def fun(x, A, b, ids):
+        np.testing.assert_array_equal(A, _least_squares(n=50)[0][ids])
+        np.testing.assert_array_equal(b, _least_squares(n=50)[1][ids])
+        return ls_fun(x, A, b)
+
+    numadam.minimize(fun, np.zeros(5), args=(A, b, ids),
+                     jac=lambda x, A, b, ids: ls_jac(x, A, b),
+                     options={"batch_size": 7, "seed": 0, "maxiter": 20})
+
+
+def test_same_seed_same_run_bitwise_other_seed_differs():
+    A, b = _least_squares()
+    runs = [numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                             options={"batch_size": 16, "seed": s, "epochs": 4,
+                                      "learning_rate": 0.05})
+            for s in (7, 7, 8)]
+    np.testing.assert_array_equal(runs[0].x, runs[1].x)
+    assert runs[0].fun == runs[1].fun
+    assert not np.array_equal(runs[0].x, runs[2].x)
+
+
+def test_batch_args_names_the_arrays_to_slice():
+    A, b = _least_squares(n=40)
+    weights = np.linspace(1, 2, 5)           # passes through whole
+
+    def fun(x, A, b, weights):
+        assert weights.shape == (5,) and A.shape[0] in (8, 40)   # a batch, or all
+        return ls_fun(x * weights, A, b)
+
+    def jac(x, A, b, weights):
+        return ls_jac(x * weights, A, b) * weights
+
+    res = numadam.minimize(fun, np.zeros(5), args=(A, b, weights), jac=jac,
+                           options={"batch_size": 8, "batch_args": [0, 1], "maxiter": 30})
+    assert res.nit == 30
+
+
+def test_res_fun_and_jac_are_full_data_values_at_res_x():
+    A, b = _least_squares()
+    res = numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                           options={"batch_size": 32, "epochs": 5, "seed": 0,
+                                    "learning_rate": 0.05})
+    assert res.fun == ls_fun(res.x, A, b)
+    np.testing.assert_allclose(res.jac, ls_jac(res.x, A, b), rtol=1e-14)
+    assert res.nfev == res.nit + 2       # one per step, the start, the full pass
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(args=(np.ones((10, 2)), np.ones(9))), ValueError,
+     r"the arrays sliced into minibatches must have the same length along axis 0: "
+     r"args\[0\] has 10, args\[1\] has 9 \(use options\['batch_args'\]"),
+    (dict(args=(3.0,)), ValueError, r"options\['batch_size'\] needs array arguments "
+                                    r"to slice: args holds no NumPy array with ndim >= 1"),
+    (dict(options={"batch_args": [5]}), ValueError,
+     r"options\['batch_args'\] holds position 5, but args has 2 element\(s\)"),
+    (dict(options={"batch_args": [0, 0]}), ValueError, r"must name distinct positions"),
+    (dict(options={"batch_size": 0}), ValueError,
+     r"option 'batch_size' must be an integer >= 1, got 0"),
+    (dict(options={"batch_size": 2.5}), ValueError, r"option 'batch_size' must be an integer"),
+    (dict(options={"epochs": 2, "maxiter": 10}), ValueError,
+     r"give either option 'epochs' or option 'maxiter', not both"),
+    (dict(options={"epochs": 0}), ValueError, r"option 'epochs' must be an integer >= 1"),
+    (dict(options={"batch_size": None, "epochs": 2}), ValueError,
+     r"option 'epochs' needs option 'batch_size'"),
+    (dict(options={"batch_size": None, "batch_args": [0]}), ValueError,
+     r"option 'batch_args' needs option 'batch_size'"),
+    (dict(options={"seed": -1}), ValueError, r"option 'seed' must be an integer >= 0"),
+    (dict(options={"seed": "x"}), TypeError, r"option 'seed' must be an integer >= 0"),
+    (dict(options={"average": "mean"}), ValueError,
+     r"option 'average' must be None, 'ema' or 'polyak', got 'mean'"),
+    (dict(options={"average_decay": 1.0}), ValueError,
+     r"option 'average_decay' must satisfy 0 <= average_decay < 1, got 1.0"),
+    (dict(options={"history": "batch"}), ValueError,
+     r"option 'history' must be None, 'step' or 'epoch', got 'batch'"),
+    (dict(options={"batch_size": None, "history": "epoch"}), ValueError,
+     r"option history='epoch' needs option 'batch_size'"),
+    (dict(options={"smoothing": 1.5}), ValueError,
+     r"option 'smoothing' must satisfy 0 <= smoothing < 1, got 1.5"),
+    (dict(options={"patience": 0}), ValueError, r"option 'patience' must be an integer >= 1"),
+])
+def test_stochastic_option_errors(kw, exc, match):
+    A, b = _least_squares(n=10)
+    calls = []
+    options = {"batch_size": 4}
+    options.update(kw.get("options", {}))
+    options = {k: v for k, v in options.items() if v is not None}
+    with pytest.raises(exc, match=match):
+        numadam.minimize(lambda x, *a: calls.append(1) or 0.0, np.zeros(2),
+                         args=kw.get("args", (A[:, :2], b)),
+                         jac=lambda x, *a: np.zeros(2), options=options)
+    assert not calls
+
+
+# ------------------------------------------------ compiled loop, bitwise --
+
+@pytest.mark.parametrize("options", [
+    {"batch_size": 16, "epochs": 3},
+    {"batch_size": 32, "epochs": 2, "average": "polyak", "history": "epoch",
+     "learning_rate": schedules.warmup(schedules.cosine(0.05, 50), 10)},
+    {"batch_size": 50, "maxiter": 40, "average": "ema", "average_decay": 0.9,
+     "history": "step", "learning_rate": schedules.step(0.05, 0.5, 10), "ftol": 1e-4},
+])
+def test_compiled_loop_minibatches_bitwise_the_python_loop(options):
+    A, b = _least_squares(n=310)
+    runs = [numadam.minimize(ls_fun_nb, np.zeros(5), args=(A, b), jac=ls_jac_nb,
+                             options=dict(options, seed=4, compiled=c))
+            for c in (True, False)]
+    a, p = runs
+    np.testing.assert_array_equal(a.x, p.x)
+    for key in ("fun", "nit", "nfev", "njev", "status", "message"):
+        assert a[key] == p[key], key
+    assert a.state == p.state
+    if "history" in options:
+        for k in ("loss", "grad_norm", "learning_rate"):
+            np.testing.assert_array_equal(a.history[k], p.history[k])
+    if "average" in options:
+        np.testing.assert_array_equal(a.x_last, p.x_last)
+
+
+# ------------------------------------------------------------ randomness --
+
+def noisy_fun(x, rng):
+    return float(np.sum(x ** 2)) + 0.1 * rng.standard_normal()
+
+
+def noisy_jac(x, rng):
+    return 2 * x + 0.1 * rng.standard_normal(x.shape[0])
+
+
+@njit(cache=True)
+def noisy_fun_nb(x, rng):
+    return np.sum(x ** 2) + 0.1 * rng.standard_normal()
+
+
+@njit(cache=True)
+def noisy_jac_nb(x, rng):
+    return 2 * x + 0.1 * rng.standard_normal(x.shape[0])
+
+
+def test_objectives_get_a_generator_from_the_runs_seed():
+    opts = {"seed": 11, "maxiter": 200, "learning_rate": 0.05, "gtol": 0}
+    a = numadam.minimize(noisy_fun, np.ones(4), args=(numadam.RNG,), jac=noisy_jac,
+                         options=opts)
+    b = numadam.minimize(noisy_fun, np.ones(4), args=(numadam.RNG,), jac=noisy_jac,
+                         options=opts)
+    c = numadam.minimize(noisy_fun, np.ones(4), args=(numadam.RNG,), jac=noisy_jac,
+                         options=dict(opts, seed=12))
+    np.testing.assert_array_equal(a.x, b.x)
+    assert not np.array_equal(a.x, c.x)
+    assert np.max(np.abs(a.x)) < 0.2
+    # the generator is the second stream of SeedSequence(seed)
+    rng = np.random.default_rng(np.random.SeedSequence(11).spawn(2)[1])
+    assert noisy_fun(np.ones(4), rng) == numadam.minimize(
+        noisy_fun, np.ones(4), args=(numadam.RNG,), jac=noisy_jac,
+        options=dict(opts, maxiter=0, gtol=0)).fun
+
+
+def test_numba_objectives_draw_from_the_same_generator():
+    opts = {"seed": 5, "maxiter": 100, "learning_rate": 0.05, "gtol": 0}
+    runs = [numadam.minimize(noisy_fun_nb, np.ones(3), args=(numadam.RNG,),
+                             jac=noisy_jac_nb, options=dict(opts, compiled=c))
+            for c in (True, False)]
+    np.testing.assert_array_equal(runs[0].x, runs[1].x)
+    py = numadam.minimize(noisy_fun, np.ones(3), args=(numadam.RNG,), jac=noisy_jac,
+                          options=opts)
+    np.testing.assert_allclose(runs[0].x, py.x, rtol=1e-12)
+
+
+# ---------------------------------------------------- termination & noise --
+
+def test_smoothed_gtol_does_not_stop_on_one_lucky_batch():
+    """A noisy gradient that is tiny on one step: the plain test stops there,
+    the smoothed test with patience does not."""
+    calls = {"n": 0}
+
+    def jac(x):
+        calls["n"] += 1
+        g = 2 * x + 0.5 * np.sin(1.7 * calls["n"])
+        return np.zeros_like(x) if calls["n"] == 6 else g
+
+    plain = numadam.minimize(lambda x: float(x @ x), np.ones(3), jac=jac,
+                             options={"gtol": 1e-6, "learning_rate": 0.1})
+    assert plain.status == 0 and plain.nit == 5
+    calls["n"] = 0
+    smoothed = numadam.minimize(lambda x: float(x @ x), np.ones(3), jac=jac,
+                                options={"gtol": 1e-6, "learning_rate": 0.1,
+                                         "smoothing": 0.9, "patience": 5,
+                                         "maxiter": 200})
+    assert smoothed.nit > 5
+
+
+def test_noisy_minibatch_run_stops_by_smoothed_ftol_before_maxiter():
+    A, b = _least_squares(n=2000, seed=2)
+    xopt = np.linalg.lstsq(A, b, rcond=None)[0]
+    res = numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                           options={"batch_size": 64, "seed": 1, "ftol": 1e-3,
+                                    "gtol": 0, "maxiter": 100_000,
+                                    "learning_rate": schedules.inverse_sqrt(0.2)})
+    assert res.success and "smoothed loss" in res.message
+    assert res.nit < 100_000
+    assert np.max(np.abs(res.x - xopt)) < 0.05
+    # and the stop is not a fluke of one batch: patience is one epoch
+    assert res.nit >= 2 * 32
+
+
+def test_smoothing_zero_and_patience_one_are_the_plain_tests():
+    A, b = _least_squares()
+    kw = dict(args=(A, b), jac=ls_jac)
+    plain = numadam.minimize(ls_fun, np.zeros(5), options={"ftol": 1e-6, "gtol": 0,
+                                                           "learning_rate": 0.05}, **kw)
+    explicit = numadam.minimize(ls_fun, np.zeros(5),
+                                options={"ftol": 1e-6, "gtol": 0, "learning_rate": 0.05,
+                                         "smoothing": 0.0, "patience": 1,
+                                         "history": "step"}, **kw)
+    np.testing.assert_array_equal(plain.x, explicit.x)
+    assert plain.nit == explicit.nit
+
+
+# ------------------------------------------------------------- schedules --
+
+@pytest.mark.parametrize("sched, expected", [
+    (schedules.constant(0.1), lambda t: 0.1),
+    (schedules.inverse_sqrt(0.1), lambda t: 0.1 / math.sqrt(t)),
+    (schedules.inverse_sqrt(0.1, offset=9), lambda t: 0.1 / math.sqrt(t + 9)),
+    (schedules.exponential(0.1, 0.5, 10), lambda t: 0.1 * 0.5 ** (t / 10)),
+    (schedules.step(0.1, 0.5, 10), lambda t: 0.1 * 0.5 ** (t // 10)),
+    (schedules.cosine(0.1, 50, final_lr=0.01),
+     lambda t: 0.01 + 0.09 * (1 + math.cos(math.pi * min(t, 50) / 50)) / 2),
+    (schedules.warmup(schedules.inverse_sqrt(0.1), 10),
+     lambda t: 0.1 * t / 10 if t < 10 else 0.1 / math.sqrt(t - 9)),
+    (schedules.warmup(0.2, 4, init=0.1), lambda t: 0.1 + 0.1 * t / 4 if t < 4 else 0.2),
+])
+def test_schedule_values(sched, expected):
+    for t in range(1, 80):
+        assert sched(t) == pytest.approx(expected(t), rel=1e-15, abs=1e-18)
+
+
+def test_schedules_drive_the_step_and_are_recorded():
+    A, b = _least_squares()
+    sched = schedules.warmup(schedules.cosine(0.05, 30), 5)
+    res = numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac, method="sgd",
+                           options={"learning_rate": sched, "maxiter": 40, "gtol": 0,
+                                    "history": "step"})
+    np.testing.assert_array_equal(res.history["learning_rate"][:40],
+                                  [sched(t) for t in range(1, 41)])
+    # sgd with a schedule equals sgd steps with those rates, done by hand
+    x = np.zeros(5)
+    for t in range(1, 41):
+        x = x - sched(t) * ls_jac(x, A, b)
+    np.testing.assert_allclose(res.x, x, rtol=1e-13)
+
+
+def test_python_callable_learning_rate():
+    A, b = _least_squares()
+    res = numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac, method="sgd",
+                           options={"learning_rate": lambda t: 0.1 / t, "maxiter": 5,
+                                    "gtol": 0})
+    x = np.zeros(5)
+    for t in range(1, 6):
+        x = x - 0.1 / t * ls_jac(x, A, b)
+    np.testing.assert_allclose(res.x, x, rtol=1e-14)
+    with pytest.raises(ValueError, match=r"the learning_rate callable returned -1 at step 1"):
+        numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                         options={"learning_rate": lambda t: -1})
+    with pytest.raises(ValueError, match=r"option 'compiled'=True cannot run a Python "
+                                         r"callable learning_rate"):
+        numadam.minimize(ls_fun_nb, np.zeros(5), args=(A, b), jac=ls_jac_nb,
+                         options={"learning_rate": lambda t: 0.1, "compiled": True})
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: schedules.constant(-1.0), ValueError, r"lr must be a finite number >= 0"),
+    (lambda: schedules.exponential(0.1, 0.0, 10), ValueError, r"rate must be a finite number > 0"),
+    (lambda: schedules.step(0.1, 0.5, 0), ValueError, r"steps must be a finite number > 0"),
+    (lambda: schedules.cosine(0.1, "10"), TypeError, r"decay_steps must be a real number"),
+    (lambda: schedules.warmup(schedules.warmup(0.1, 5), 5), ValueError,
+     r"schedule already has a warm-up"),
+    (lambda: schedules.warmup(0.1, 2.5), ValueError, r"steps must be a whole number"),
+])
+def test_schedule_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_schedule_in_the_optimizer():
+    x = np.ones(3)
+    opt = numadam.Optimizer("sgd", x, learning_rate=schedules.step(1.0, 0.5, 1))
+    opt.step(np.ones(3))          # rate 0.5 at t = 1
+    opt.step(np.ones(3))          # rate 0.25 at t = 2
+    np.testing.assert_allclose(x, 0.25)
+
+
+# ------------------------------------------------------------- averaging --
+
+@pytest.mark.parametrize("kind", ["polyak", "ema"])
+def test_iterate_averaging(kind):
+    A, b = _least_squares()
+    xs = []
+    res = numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                           callback=xs.append,
+                           options={"average": kind, "average_decay": 0.9,
+                                    "average_start": 3, "maxiter": 25, "gtol": 0,
+                                    "learning_rate": 0.05})
+    xs = np.array(xs)                 # x_1 ... x_25
+    np.testing.assert_array_equal(res.x_last, xs[-1])
+    tail = xs[3:]                     # averaged after step 3
+    if kind == "polyak":
+        expected = tail.mean(axis=0)
+    else:
+        wts = 0.9 ** np.arange(len(tail))[::-1]
+        expected = (wts[:, None] * tail).sum(axis=0) / wts.sum()
+    np.testing.assert_allclose(res.x, expected, rtol=1e-12)
+    assert res.fun == ls_fun(res.x, A, b)
+
+
+def test_averaging_continues_exactly_from_the_state():
+    A, b = _least_squares()
+    kw = dict(args=(A, b), jac=ls_jac)
+    opts = {"average": "ema", "average_decay": 0.95, "gtol": 0, "learning_rate": 0.05}
+    whole = numadam.minimize(ls_fun, np.zeros(5), options=dict(opts, maxiter=60), **kw)
+    first = numadam.minimize(ls_fun, np.zeros(5), options=dict(opts, maxiter=25), **kw)
+    second = numadam.minimize(ls_fun, first.x_last, options=dict(
+        opts, maxiter=35, state=first.state), **kw)
+    np.testing.assert_array_equal(second.x, whole.x)
+    np.testing.assert_array_equal(second.x_last, whole.x_last)
+
+
+# --------------------------------------------------------------- history --
+
+def test_history_per_step_and_per_epoch():
+    A, b = _least_squares(n=100)
+    fs = []
+
+    def fun(x, A, b):
+        fs.append(ls_fun(x, A, b))
+        return fs[-1]
+
+    res = numadam.minimize(fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                           options={"batch_size": 25, "epochs": 3, "seed": 0,
+                                    "history": "step", "gtol": 0})
+    h = res.history
+    assert len(h["loss"]) == res.nit + 1 == 13
+    np.testing.assert_array_equal(h["loss"], fs[:13])
+    assert np.isnan(h["learning_rate"]).sum() == 0 and h["learning_rate"][0] == 1e-3
+    per_epoch = numadam.minimize(fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                                 options={"batch_size": 25, "epochs": 3, "seed": 0,
+                                          "history": "epoch", "gtol": 0}).history
+    assert len(per_epoch["loss"]) == 3
+    np.testing.assert_allclose(per_epoch["loss"], h["loss"][:12].reshape(3, 4).mean(axis=1))
+
+
+# -------------------------------------------------------------- progress --
+
+def test_disp_shows_progress_and_a_summary(capsys):
+    A, b = _least_squares()
+    numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                     options={"disp": True, "maxiter": 300, "gtol": 0, "ftol": 1e-12,
+                              "learning_rate": 0.05})
+    captured = capsys.readouterr()
+    assert "Current function value" in captured.out
+    progress = captured.err + captured.out
+    assert "adam" in progress and ("300/300" in progress or "step" in progress)
+
+
+def test_quiet_by_default(capsys):
+    A, b = _least_squares()
+    numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac, options={"maxiter": 50})
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
