@@ -92,6 +92,7 @@ class Progress:
 
     def __init__(self, total, method):
         self.total = total
+        self.method = method
         self.every = max(1, total // 200)
         self.shown = 0
         try:
@@ -109,7 +110,7 @@ class Progress:
             self.bar.update(k - self.shown)
             self.bar.set_postfix(f=f"{f:.6g}", refresh=False)
         elif k >= self.next_line or k == self.total:
-            print(f"  step {k:>9d}/{self.total}  f = {f:.6g}", flush=True)
+            print(f"  {self.method}: step {k:>9d}/{self.total}  f = {f:.6g}", flush=True)
             self.next_line = k + self.line_every
         self.shown = k
 

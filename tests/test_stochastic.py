@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from numba import njit
 
+from scipy.optimize import OptimizeWarning
+
 import numadam
 from numadam import schedules
 
@@ -424,15 +426,32 @@ def test_history_per_step_and_per_epoch():
 
 # -------------------------------------------------------------- progress --
 
-def test_disp_shows_progress_and_a_summary(capsys):
+def test_disp_shows_a_tqdm_bar_and_a_summary(capsys):
+    pytest.importorskip("tqdm")
     A, b = _least_squares()
-    numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
-                     options={"disp": True, "maxiter": 300, "gtol": 0, "ftol": 1e-12,
-                              "learning_rate": 0.05})
+    with pytest.warns(OptimizeWarning, match="Maximum number of iterations"):
+        numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                         options={"disp": True, "maxiter": 300, "gtol": 0,
+                                  "learning_rate": 0.05})
     captured = capsys.readouterr()
     assert "Current function value" in captured.out
-    progress = captured.err + captured.out
-    assert "adam" in progress and ("300/300" in progress or "step" in progress)
+    assert "adam" in captured.err and "300/300" in captured.err
+
+
+def test_disp_without_tqdm_prints_progress_lines(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    A, b = _least_squares()
+    with pytest.warns(OptimizeWarning, match="Maximum number of iterations"):
+        numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                         options={"disp": True, "maxiter": 300, "gtol": 0,
+                                  "learning_rate": 0.05})
+    out = capsys.readouterr().out
+    assert "adam: step       300/300" in out
+    assert out.count("adam: step") >= 5
+    assert "Iterations: 300" in out
 
 
 def test_quiet_by_default(capsys):
