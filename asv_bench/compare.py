@@ -23,6 +23,10 @@ e. One epoch of minibatch adam on binary logistic regression, 200,000 x 100
    float64 data, batches of 256 (the same 781 batches for every contender),
    ``@njit`` fun and jac, against optax.adam in ``jax.jit(jax.lax.scan(...))``
    and a torch loop with autograd.
+f. Sparse steps on an embedding-shaped problem: 100,000 x 100 float64
+   parameters, 1,000 rows touched per step: numadam's lazy and catch-up adam
+   steps against ``torch.optim.SparseAdam`` on the same (coalesced)
+   gradients, and the dense steps of numadam and torch (fused).
 
 Peers that are not installed are skipped. torch, jax and optax are never
 dependencies of numadam: ``pip install torch==2.13.0 jax optax``.
@@ -415,18 +419,74 @@ def target_e(rounds, batch=256):
                    "(time per step)", rows, "us", 1e6, baseline=baseline)
 
 
+# ------------------------------------------------------------------- f --
+
+def target_f(rounds, rows=100_000, cols=100, touched=1_000, n_grads=20):
+    rng = np.random.default_rng(0)
+    grads = []
+    for _ in range(n_grads):
+        r = np.sort(rng.choice(rows, touched, replace=False)).astype(np.int64)
+        grads.append((r, rng.standard_normal((touched, cols))))
+    n = rows * cols
+    opts = {"learning_rate": 1e-3}
+    lazy = numadam.Optimizer("adam", np.zeros(n), sparse="lazy", **opts)
+    catchup = numadam.Optimizer("adam", np.zeros(n), sparse="catchup", **opts)
+    dense = numadam.Optimizer("adam", np.zeros(n), **opts)
+    g_dense = numadam.SparseGradient(*grads[0]).todense(n)
+    counter = {"k": 0}
+
+    def stepper(opt):
+        def run():
+            k = counter["k"] = counter["k"] + 1
+            opt.step(grads[k % n_grads])
+        return run
+
+    contenders = {"numadam lazy": stepper(lazy), "numadam catch-up": stepper(catchup),
+                  "numadam dense step": lambda: dense.step(g_dense)}
+    try:
+        import torch
+    except ImportError:
+        print("\nf. torch is not installed: torch columns skipped")
+    else:
+        p = torch.zeros((rows, cols), dtype=torch.float64, requires_grad=True)
+        topt = torch.optim.SparseAdam([p], lr=1e-3)
+        tgrads = [torch.sparse_coo_tensor(torch.from_numpy(r)[None], torch.from_numpy(v),
+                                          (rows, cols), check_invariants=True).coalesce()
+                  for r, v in grads]
+
+        def torch_sparse():
+            k = counter["k"] = counter["k"] + 1
+            p.grad = tgrads[k % n_grads]
+            topt.step()
+
+        pd = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+        pd.grad = torch.from_numpy(g_dense)
+        tdense = torch.optim.Adam([pd], lr=1e-3, fused=True)
+        contenders["torch SparseAdam"] = torch_sparse
+        contenders["torch Adam(fused=True), dense"] = tdense.step
+    for fn in contenders.values():
+        fn()
+    rows_ = [{k: _timeit(fn, 20) for k, fn in contenders.items()}
+             for _ in range(max(5, rounds // 2))]
+    med = _report(f"f. sparse adam steps, {rows} x {cols} parameters, {touched} rows "
+                  "per step (time per step)", rows_, "us", 1e6,
+                  baseline="numadam lazy")
+    print(f"  catch-up / lazy: {_median_ratio(rows_, 'numadam catch-up', 'numadam lazy'):.2f}")
+    return med
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--only", nargs="+", default=["a", "b", "c", "d", "e"],
-                        choices=["a", "b", "c", "d", "e"])
+    parser.add_argument("--only", nargs="+", default=["a", "b", "c", "d", "e", "f"],
+                        choices=["a", "b", "c", "d", "e", "f"])
     args = parser.parse_args(argv)
     import platform
 
     print(f"numadam {numadam.__version__}, numpy {np.__version__}, "
           f"python {platform.python_version()}, {os.cpu_count()} CPUs")
     targets = {"a": target_a, "b": target_b, "c": target_c, "d": target_d,
-               "e": target_e}
+               "e": target_e, "f": target_f}
     for key in args.only:
         targets[key](args.rounds)
 

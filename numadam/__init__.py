@@ -14,6 +14,7 @@ from ._minimize import minimize
 from ._optimizer import Optimizer
 from ._registry import METHODS as _METHODS
 from ._show import show_options
+from ._sparse import SparseGradient
 from ._state import OptimizerState
 from ._stochastic import RNG
 
@@ -35,4 +36,4 @@ radam = _make_method(_METHODS["radam"])
 methods = tuple(_METHODS)
 
 __all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "RNG",
-           "methods", "schedules", *methods]
+           "SparseGradient", "methods", "schedules", *methods]

@@ -81,6 +81,26 @@ def _compare(args):
     return 0
 
 
+def _sparse(args):
+    from . import experiments
+
+    print(f"numadam sparse: {args.method} on bag-of-words logistic regression with "
+          f"sparse gradients, {args.epochs} epochs, minibatches of {args.batch_size}")
+    curves = experiments.sparse_comparison(
+        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        method=args.method, learning_rate=args.learning_rate, out=args.out or None)
+    gap = curves["lazy"][-1] - curves["dense"][-1]
+    print(f"{'mode':<8} {'final training loss':>20}")
+    for mode, loss in curves.items():
+        print(f"{mode:<8} {loss[-1]:>20.6f}")
+    if gap != 0:
+        closed = (curves["lazy"][-1] - curves["catchup"][-1]) / gap
+        print(f"catch-up closes {100 * closed:.0f}% of the gap between lazy and dense")
+    if args.out:
+        print(f"plot written to {args.out}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m numadam",
                                      description=__doc__.split("\n\n")[0])
@@ -104,6 +124,16 @@ def build_parser():
     cmp.add_argument("--compiled", action="store_true",
                      help="run the compiled loop (compiles first, per model and "
                           "method)")
+    spr = sub.add_parser("sparse", help="the sparse modes (dense, lazy, catch-up) "
+                         "on bag-of-words logistic regression")
+    spr.add_argument("--method", default="adam",
+                     choices=["sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw"])
+    spr.add_argument("--learning-rate", type=float, default=1e-2)
+    spr.add_argument("--epochs", type=int, default=20)
+    spr.add_argument("--batch-size", type=int, default=128)
+    spr.add_argument("--seed", type=int, default=0)
+    spr.add_argument("--out", default="numadam-sparse.png",
+                     help="where to write the plot (PNG; '' for none)")
     demo = sub.add_parser("demo", help="run every method on the built-in problems")
     for p in (parser, demo):
         p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
@@ -123,6 +153,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "sparse":
+        return _sparse(args)
     return _demo(args)
 
 

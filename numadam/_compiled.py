@@ -45,11 +45,14 @@ from .schedules import Schedule, constant, schedule_value
 CALLBACK_EVENT = -1
 BAD_GRADIENT = -2
 NEED_EPOCH = -3
+BAD_INDEX = -4
+BAD_ROWS = -5
 GTOL, FTOL, XTOL = 10, 11, 12
+SORTED_UNIQUE = -(2 ** 62)    # _sparse._coalesce: nothing to do
 
 # the integer state IS: step, gradient row, evaluations, position in the
-# epoch's permutation, next callback step
-I_K, I_CUR, I_EVALS, I_POS, I_NEXT_CB, I_SIZE = range(6)
+# epoch's permutation, next callback step, coalescing stamp, bad index
+I_K, I_CUR, I_EVALS, I_POS, I_NEXT_CB, I_STAMP, I_BAD, I_SIZE = range(8)
 # the float state FS: f, previous f
 F_F, F_FPREV, F_SIZE = range(3)
 
@@ -126,18 +129,78 @@ def _batch_function(nargs, positions, gathers):
 
 # ------------------------------------------------------------- the loop --
 
+def _sparse_rows(sg, like):  # pragma: no cover - replaced by its overload
+    raise NotImplementedError
+
+
+@overload(_sparse_rows)
+def _sparse_rows_impl(sg, like):
+    """A Numba function's sparse gradient ``(indices, values)`` as int64
+    indices and ``(k, r)`` values of x's dtype, copied only when needed."""
+    if not (isinstance(sg, types.BaseTuple) and len(sg) == 2 and all(
+            isinstance(a, types.Array) for a in sg)):
+        raise TypeError(f"with option 'sparse', jac must return a tuple "
+                        f"(indices, values) of arrays, got {sg}")
+    it, vt = sg[0], sg[1]
+    if it.ndim != 1 or not isinstance(it.dtype, types.Integer):
+        raise TypingError(f"sparse gradient indices must be a 1-D integer array, got {it}")
+    if vt.ndim not in (1, 2) or not isinstance(vt.dtype, (types.Float, types.Integer)):
+        raise TypingError(f"sparse gradient values must be a 1-D or 2-D real array, "
+                          f"got {vt}")
+    same_idx = it.dtype == types.int64 and it.layout == "C"
+    same_val = vt.dtype == like.dtype and vt.layout == "C"
+    one_d = vt.ndim == 1
+
+    def impl(sg, like):
+        idx = sg[0]
+        val = sg[1]
+        k = idx.shape[0]
+        if same_idx:
+            out_idx = idx
+        else:
+            out_idx = np.empty(k, np.int64)
+            for j in range(k):
+                out_idx[j] = idx[j]
+        if one_d:
+            if same_val:
+                return out_idx, val.reshape((k, 1))
+            out_val = np.empty((k, 1), like.dtype)
+            for j in range(k):
+                out_val[j, 0] = val[j]
+            return out_idx, out_val
+        if same_val:
+            return out_idx, val
+        out_val = np.empty(val.shape, like.dtype)
+        for j in range(k):
+            for q in range(val.shape[1]):
+                out_val[j, q] = val[j, q]
+        return out_idx, out_val
+    return impl
+
+
+# ------------------------------------------------------------- the loop --
+
 @functools.lru_cache(maxsize=64)
 def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
-              batch_key, history, averaging):
+              batch_key, history, averaging, sparse_mode):
     """Compile the loop for one objective and one run configuration.
 
-    Gradients live in the rows of ``G`` (2, n), used in turn, so that the
-    previous one survives the next evaluation; the current row is
+    Dense gradients live in the rows of ``G`` (2, n), used in turn, so that
+    the previous one survives the next evaluation; the current row is
     ``IS[I_CUR]``. With ``jac_out`` the user's function writes into that row,
     otherwise the returned gradient is copied there. No array is returned,
     swapped or re-bound per step, which keeps a step of a tiny problem to
     tens of nanoseconds.
+
+    With ``sparse_mode`` ('lazy' or 'catchup') the user's jac returns
+    ``(indices, values)``; the loop coalesces them and calls the sparse step
+    kernels of :mod:`numadam._kernels.sparse`. The current and previous
+    sparse gradients, and the touched values of x before the last step, go in
+    and out of the compiled function (``gi, gv, pi, pv, bi, bx``).
     """
+    from ._kernels import sparse as sk
+    from ._sparse import _coalesce
+
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
     update = rule.update
@@ -148,10 +211,26 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
     batch = _batch_function(*batch_key) if batched else None
     smoothed_tests = st.smoothed_tests
     average_weight = st.average_weight
+    # sparse gradients: read as (indices, values) and coalesced; 'dense'
+    # then scatters them into G and goes on as with a dense gradient
+    reads_sparse = sparse_mode is not None
+    is_sparse = sparse_mode in ("lazy", "catchup")
+    lazy = sparse_mode == "lazy"
+    densify = sk.densify_kernel(parallel) if sparse_mode == "dense" else None
+    if is_sparse:
+        make = sk.lazy_kernel if lazy else sk.catchup_kernel
+        sstep = make(rule_name, F, parallel, bounded, True)
+        snorm = sk.norm_kernel(parallel)
+        schange = sk.change_kernel(parallel)
+        srestore = sk.restore_kernel(parallel)
+    else:
+        sstep = snorm = schange = srestore = None
 
-    @njit(parallel=parallel, error_model="numpy", nogil=True)
+    # lazy and catch-up steps run in kernels of their own: no prange is left
+    @njit(parallel=parallel and not is_sparse, error_model="numpy", nogil=True)
     def run(x, xv, G, W, P, args, bufs, perm, SP, TS, RB, H, A, AS, IS, FS, tol,
-            maxiter, every, s, patience, resume):
+            maxiter, every, s, patience, resume, mark, where, last, gi, gv, pi, pv,
+            bi, bx):
         # resume: 0 draw and evaluate, 1 iterate k evaluated, 2 and called back
         n = x.shape[0]
         xprev = W[0]
@@ -166,6 +245,7 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
         evaluations = IS[I_EVALS]
         pos = IS[I_POS]
         next_callback = IS[I_NEXT_CB]
+        stamp = IS[I_STAMP]
         f = FS[F_F]
         fprev = FS[F_FPREV]
         event = 0
@@ -181,7 +261,39 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                 else:
                     call = args
                 nxt = 1 - cur
-                if combined:
+                if reads_sparse:
+                    if combined:
+                        fn, sg = fun(xv, *call)
+                    else:
+                        fn = fun(xv, *call)
+                        sg = jac(xv, *call)
+                    ri, rv = _sparse_rows(sg, x)
+                    n_rows = mark.shape[0]
+                    if rv.shape[1] * n_rows != n:
+                        event = BAD_ROWS
+                        break
+                    stamp += 1
+                    ci = np.empty(ri.shape[0], np.int64)
+                    cv = np.empty(rv.shape, x.dtype)
+                    got = _coalesce(ri, rv, n_rows, mark, where, stamp, ci, cv)
+                    if got == SORTED_UNIQUE:
+                        ci = ri
+                        cv = rv
+                    elif got < 0:
+                        IS[I_BAD] = ri[-1 - got]
+                        event = BAD_INDEX
+                        break
+                    else:
+                        ci = ci[:got]
+                        cv = cv[:got]
+                    if is_sparse:
+                        pi = gi
+                        pv = gv
+                        gi = ci
+                        gv = cv
+                    else:
+                        densify(ci, cv, G[nxt])
+                elif combined:
                     if jac_out:
                         fn = fun(xv, *(call + (G[nxt],)))
                     else:
@@ -200,14 +312,21 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                 cur = nxt
                 fprev = f
                 f = _as_float(fn)
-            # cpu.grad_norm_kernel: the largest |g_i|, NaN if one is not finite
-            gmax = 0.0
-            bad = 0.0
-            for i in loop(n):
-                gi = G[cur, i]
-                gmax = max(gmax, abs(gi))
-                bad += gi - gi
-            if bad != 0.0 or gmax != gmax or not math.isfinite(f):
+            if is_sparse:
+                gmax = snorm(gv)
+            else:
+                # cpu.grad_norm_kernel: the largest |g_i|, NaN if one is not finite
+                gmax = 0.0
+                bad = 0.0
+                for i in loop(n):
+                    gi_ = G[cur, i]
+                    gmax = max(gmax, abs(gi_))
+                    bad += gi_ - gi_
+                if bad != 0.0:
+                    gmax = np.nan
+            if gmax != gmax or not math.isfinite(f):
+                if is_sparse and k > 0:
+                    srestore(x, bi, bx)
                 event = _loop.NONFINITE
                 break
             if resume < 2:
@@ -236,12 +355,15 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                     event = FTOL
                     break
             if k > 0 and xtol > 0.0:
-                # cpu.change_kernel
-                d = 0.0
-                sx = 0.0
-                for i in loop(n):
-                    d = max(d, abs(x[i] - xprev[i]))
-                    sx = max(sx, abs(x[i]))
+                if is_sparse:
+                    d, sx = schange(x, bi, bx)
+                else:
+                    # cpu.change_kernel
+                    d = 0.0
+                    sx = 0.0
+                    for i in loop(n):
+                        d = max(d, abs(x[i] - xprev[i]))
+                        sx = max(sx, abs(x[i]))
                 if d <= xtol * max(1.0, sx):
                     event = XTOL
                     break
@@ -252,19 +374,27 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
             lr = schedule_value(SP, t)
             if history:
                 H[2, k] = lr
-            # cpu.step_kernel, with the backup of x
-            coefficients(h, aux, lr, F, cf, T)
-            c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
-                 T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
-            for i in loop(n):
-                xn = update(i, x, G[cur, i], S, c, F)
-                xprev[i] = x[i]
-                if bounded:
-                    if xn < W[1, i]:
-                        xn = W[1, i]
-                    elif xn > W[2, i]:
-                        xn = W[2, i]
-                x[i] = xn
+            if is_sparse:
+                bi = gi
+                bx = np.empty_like(gv)
+                if lazy:
+                    sstep(x, gi, gv, W, P, lr, bx)
+                else:
+                    sstep(x, gi, gv, W, P, lr, bx, last)
+            else:
+                # cpu.step_kernel, with the backup of x
+                coefficients(h, aux, lr, F, cf, T)
+                c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
+                     T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
+                for i in loop(n):
+                    xn = update(i, x, G[cur, i], S, c, F)
+                    xprev[i] = x[i]
+                    if bounded:
+                        if xn < W[1, i]:
+                            xn = W[1, i]
+                        elif xn > W[2, i]:
+                            xn = W[2, i]
+                    x[i] = xn
             if averaging:
                 # cpu.average_kernel
                 w = average_weight(AS, t)
@@ -279,9 +409,10 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
         IS[I_EVALS] = evaluations
         IS[I_POS] = pos
         IS[I_NEXT_CB] = next_callback
+        IS[I_STAMP] = stamp
         FS[F_F] = f
         FS[F_FPREV] = fprev
-        return event
+        return event, gi, gv, pi, pv, bi, bx
 
     return run
 
@@ -298,11 +429,12 @@ def run(engine, objective, control, callback, setup):
     plain = setup.smoothing == 0.0 and setup.patience == 1
     batch_key = ((len(args), batching.positions, batching.gathers)
                  if batching is not None else None)
+    sparse_mode = objective.sparse
     loop_fn = make_loop(objective.fun,
                         objective.jac if objective.mode == "callable" else None,
                         objective.mode, jac_out, engine.rule_name, engine.F,
                         engine.parallel, engine.bounded, plain, batch_key,
-                        setup.history is not None, engine.A is not None)
+                        setup.history is not None, engine.A is not None, sparse_mode)
     kind = _loop.callback_kind(callback)
     progress = _loop.Progress(maxiter, engine.method) if control["disp"] else None
     if kind is not None:
@@ -335,12 +467,36 @@ def run(engine, objective, control, callback, setup):
     xv.flags.writeable = False
     first_args = batching.next_batch() if batching is not None else None
     f, g = evaluate(xv, G[0], first_args)
-    if not jac_out:
-        G[0] = g
+    empty_idx = np.zeros(0, np.int64)
+    empty_val = np.zeros((0, 1), dtype)
+    gi = pi = bi = empty_idx
+    gv = pv = bx = empty_val
+    sparse = None
+    mark = where = last = empty_idx
+    co = objective.coalescer
+    if sparse_mode is not None and co.r is None:
+        # the first gradient was dense: the sparse ones that follow must come
+        # in rows of one value
+        co.r = 1
+        co.mark = np.zeros(n, np.int64)
+        co.where = np.zeros(n, np.int64)
+    if sparse_mode in ("lazy", "catchup"):
+        gi, gv = g
+        mark, where = co.mark, co.where
+        sparse = _loop.SparseSteps(engine, sparse_mode)
+        sparse.r = co.r
+        if sparse_mode == "catchup":
+            sparse.last = last = np.full(n // co.r, int(engine.aux[0]), np.int64)
+    else:
+        if sparse_mode == "dense":
+            mark, where = co.mark, co.where
+        if not jac_out:
+            G[0] = g
     IS = np.zeros(I_SIZE, np.int64)
     IS[I_EVALS] = 1
     IS[I_POS] = batching.pos if batching is not None else 0
     IS[I_NEXT_CB] = every if every > 0 else -1
+    IS[I_STAMP] = co.stamp if sparse_mode is not None else 0
     FS = np.array([f, math.nan])
     tol = np.array([control["gtol"], control["ftol"], control["xtol"]])
     # resume: 0 draws and evaluates the next iterate, 1 goes on with the
@@ -348,9 +504,10 @@ def run(engine, objective, control, callback, setup):
     resume = 1
     status = message = None
     while True:
-        event = loop_fn(x, xv, G, engine.W, engine.P, args, bufs, perm, SP, TS, RB, H, A,
-                        AS, IS, FS, tol, maxiter, every, setup.smoothing,
-                        setup.patience, resume)
+        event, gi, gv, pi, pv, bi, bx = loop_fn(
+            x, xv, G, engine.W, engine.P, args, bufs, perm, SP, TS, RB, H, A, AS, IS,
+            FS, tol, maxiter, every, setup.smoothing, setup.patience, resume, mark,
+            where, last, gi, gv, pi, pv, bi, bx)
         k = int(IS[I_K])
         if event == NEED_EPOCH:
             batching.new_epoch()
@@ -361,29 +518,45 @@ def run(engine, objective, control, callback, setup):
         if event == CALLBACK_EVENT:
             if progress is not None:
                 progress.update(k, FS[F_F])
+            grad = G[IS[I_CUR]] if sparse is None else sparse.dense((gi, gv))
             if kind is not None and k % control["callback_every"] == 0 and \
-                    _loop.call_callback(callback, kind, x, FS[F_F], G[IS[I_CUR]], k):
+                    _loop.call_callback(callback, kind, x, FS[F_F], grad, k):
                 status, message = _loop.CALLBACK_STOP, _loop.MESSAGES[_loop.CALLBACK_STOP]
                 break
             resume = 2
             continue
-        if event == BAD_GRADIENT:
+        if event in (BAD_GRADIENT, BAD_INDEX, BAD_ROWS):
             objective.count(int(IS[I_EVALS]))
+            if event == BAD_INDEX:
+                r = objective.coalescer.r
+                bad = int(IS[I_BAD])
+                what = (f"row index {bad} out of range for {n // r} rows of {r}"
+                        if r > 1 else f"index {bad} out of range for x0 of size {n}")
+                raise IndexError(f"jac returned a sparse gradient with {what}")
+            if event == BAD_ROWS:
+                raise ValueError("the sparse gradients of a run must keep their row "
+                                 f"length: {objective.coalescer.r} before, another now")
             raise ValueError(f"jac must return an array of shape {(n,)} (the shape "
                              f"of x0), got another length after step {k}")
         break
     if progress is not None:
         progress.update(k, FS[F_F])
         progress.close()
+    if sparse_mode is not None:
+        co.stamp = int(IS[I_STAMP])      # the stamps the loop used are taken
     evaluations = int(IS[I_EVALS])
     cur = int(IS[I_CUR])
     f = float(FS[F_F])
+    if sparse is not None:
+        sparse.prev = (bi, bx)
     if event == _loop.NONFINITE:
         what = "function value" if not math.isfinite(f) else "gradient"
         status, message = _loop.NONFINITE, _loop.nonfinite_message(k, what)
         if k > 0:
-            np.copyto(x, engine.xprev)
+            if sparse is None:
+                np.copyto(x, engine.xprev)
             f, cur = float(FS[F_FPREV]), 1 - cur
+            gi, gv = pi, pv
     elif status is None:
         if event == _loop.MAXITER:
             status, message = _loop.MAXITER, _loop.MESSAGES[_loop.MAXITER]
@@ -393,5 +566,6 @@ def run(engine, objective, control, callback, setup):
             message = _loop.tolerance_message(which, setup)
     objective.count(evaluations)
     rows = k + 1 if status != _loop.NONFINITE else k
-    return dict(x=x, fun=f, jac=G[cur].copy(), nit=k, status=status, message=message,
-                H=H if setup.history else None, rows=rows)
+    jac = G[cur].copy() if sparse is None else sparse.dense((gi, gv))
+    return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message,
+                H=H if setup.history else None, rows=rows, sparse=sparse)

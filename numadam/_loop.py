@@ -164,6 +164,11 @@ def run(engine, objective, control, callback, setup):
     H = np.zeros((3, maxiter + 1)) if setup.history else None
     progress = Progress(maxiter, engine.method) if control["disp"] else None
 
+    # lazy and catch-up sparse steps: gradients are (idx, val) pairs, and
+    # each step saves the touched values of x (xb) instead of all of x
+    sparse = SparseSteps(engine, objective.sparse) if objective.sparse in (
+        "lazy", "catchup") else None
+
     # with jac_out, gradients alternate between two buffers, so that the
     # previous one survives the next evaluation
     spare = np.zeros_like(x) if jac_out else None
@@ -174,13 +179,17 @@ def run(engine, objective, control, callback, setup):
     f_prev = g_prev = None
     status = message = None
     while True:
-        gmax = gnorm(g)
+        gmax = gnorm(g) if sparse is None else sparse.norm(g)
         if not (isfinite(f) and gmax == gmax):
             what = ("function value" if not isfinite(f) else "gradient")
             status, message = NONFINITE, nonfinite_message(k, what)
             if k > 0:
-                np.copyto(x, xprev)
-                if not jac_out and (g is g_prev or np.may_share_memory(g, g_prev)):
+                if sparse is None:
+                    np.copyto(x, xprev)
+                else:
+                    sparse.undo()
+                if not jac_out and sparse is None and (
+                        g is g_prev or np.may_share_memory(g, g_prev)):
                     f_prev, g_prev = evaluate(xv, None, prev_args)
                     evaluations += 1
                 f, g = f_prev, g_prev
@@ -189,7 +198,7 @@ def run(engine, objective, control, callback, setup):
             H[0, k] = f
             H[1, k] = gmax
         if kind is not None and k > 0 and k % every == 0 and call_callback(
-                callback, kind, x, f, g, k):
+                callback, kind, x, f, g if sparse is None else sparse.dense(g), k):
             status, message = CALLBACK_STOP, MESSAGES[CALLBACK_STOP]
             break
         if plain:
@@ -208,7 +217,7 @@ def run(engine, objective, control, callback, setup):
                                             setup)
                 break
         if k > 0 and xtol > 0.0:
-            d, s_ = change(x, xprev)
+            d, s_ = change(x, xprev) if sparse is None else sparse.change()
             if d <= xtol * max(1.0, s_):
                 status, message = SUCCESS, MESSAGES["xtol"]
                 break
@@ -224,7 +233,10 @@ def run(engine, objective, control, callback, setup):
             lr = st.check_rate(schedule(int(t)), int(t))
         if H is not None:
             H[2, k] = lr
-        kernel(x, g, W, P, lr)
+        if sparse is None:
+            kernel(x, g, W, P, lr)
+        else:
+            sparse.step(g, lr)
         if averaging:
             w = st.average_weight(AS, t)
             if w != 0.0:
@@ -248,5 +260,78 @@ def run(engine, objective, control, callback, setup):
         progress.close()
     objective.count(evaluations)
     rows = k + 1 if status != NONFINITE else k
-    return dict(x=x, fun=f, jac=np.array(g, copy=True), nit=k, status=status,
-                message=message, H=H, rows=rows)
+    jac = np.array(g, copy=True) if sparse is None else sparse.dense(g)
+    return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message, H=H,
+                rows=rows, sparse=sparse)
+
+
+class SparseSteps:
+    """The lazy or catch-up steps of an engine with sparse gradients.
+
+    With ``backup`` each step saves the values of x it touches (for the
+    loops' non-finite check and xtol); :class:`numadam.Optimizer` needs none.
+    """
+
+    def __init__(self, engine, mode, backup=True):
+        from ._kernels import cpu
+        from ._kernels import sparse as sk
+
+        self.engine = engine
+        self.mode = mode
+        self.x = engine.x
+        self.backup = backup
+        args = (engine.rule_name, engine.F)
+        make = sk.lazy_kernel if mode == "lazy" else sk.catchup_kernel
+        self.kernels = {p: make(*args, p, engine.bounded, backup) for p in (False, True)}
+        self.flushes = {p: sk.flush_kernel(*args, p, engine.bounded, backup)
+                        for p in (False, True)}
+        self.norms = {p: sk.norm_kernel(p) for p in (False, True)}
+        self.changes = {p: sk.change_kernel(p) for p in (False, True)}
+        self.restores = {p: sk.restore_kernel(p) for p in (False, True)}
+        self.densify = sk.densify_kernel(engine.parallel)
+        self.use_parallel = lambda size: cpu.use_parallel(size, None, engine.rule_name,
+                                                          engine.x.dtype)
+        self.last = None
+        self.r = 1
+        self.prev = None           # (idx, xb) of the last step
+
+    def norm(self, g):
+        val = g[1]
+        return self.norms[self.use_parallel(val.size)](val)
+
+    def step(self, g, lr):
+        idx, val = g
+        par = self.use_parallel(val.size)
+        xb = np.empty_like(val) if self.backup else val
+        if self.mode == "lazy":
+            self.kernels[par](self.x, idx, val, self.engine.W, self.engine.P, lr, xb)
+        else:
+            if self.last is None:
+                self.r = val.shape[1]
+                t0 = int(self.engine.aux[0])
+                self.last = np.full(self.x.shape[0] // self.r, t0, np.int64)
+            self.kernels[par](self.x, idx, val, self.engine.W, self.engine.P, lr, xb,
+                              self.last)
+        if self.backup:
+            self.prev = (idx, xb)
+
+    def undo(self):
+        idx, xb = self.prev
+        self.restores[self.use_parallel(xb.size)](self.x, idx, xb)
+
+    def change(self):
+        idx, xb = self.prev
+        return self.changes[self.use_parallel(xb.size)](self.x, idx, xb)
+
+    def flush(self):
+        """Catch-up: bring every row up to the last step (at the end)."""
+        if self.mode == "catchup" and self.last is not None:
+            par = self.use_parallel(self.x.shape[0])
+            self.flushes[par](self.x, self.engine.W, self.engine.P, self.last, self.r)
+            return True
+        return False
+
+    def dense(self, g):
+        out = np.empty_like(self.x)
+        self.densify(g[0], g[1], out)
+        return out

@@ -10,7 +10,8 @@ import numpy as np
 import scipy.optimize
 from scipy.optimize import Bounds, OptimizeResult
 
-from . import _loop, _stochastic
+from . import _loop, _sparse, _stochastic
+from ._kernels import cpu
 from ._objective import Objective
 from ._optimizer import Optimizer
 from ._options import COMMON_OPTIONS, check_count, unknown_option_message, warn_user
@@ -163,10 +164,20 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
                     "Hessian-vector product information (hessp)")
             warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
     setup, args, control["maxiter"] = _stochastic.setup_run(control, args)
+    sparse = _sparse.check_mode(spec, hyper, control["sparse"], lo is not None,
+                                setup.average is not None)
     objective = Objective(fun, jac, args, x.shape[0], x.dtype, lo, hi)
     if control["jac_out"] and objective.mode not in ("callable", "combined"):
         raise ValueError("option 'jac_out' needs a gradient function: jac must be a "
                          f"callable or True, got {jac!r}")
+    if sparse is not None:
+        if control["jac_out"]:
+            raise ValueError("option 'jac_out' cannot be combined with option 'sparse'")
+        if objective.mode not in ("callable", "combined"):
+            raise ValueError(f"option sparse={sparse!r} needs a gradient function: jac "
+                             f"must be a callable or True, got {jac!r}")
+        objective.use_sparse(sparse, cpu.use_parallel(x.shape[0], None, spec.rule,
+                                                      x.dtype))
     _loop.callback_kind(callback)  # validates callback
     driver = _choose_driver(control["compiled"], objective, setup)
     engine = Optimizer._engine(spec, x, hyper, lo, hi, control["state"],
@@ -178,10 +189,12 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
     fun_value, jac_value = out["fun"], out["jac"]
     x_result = x_last
     extra = {}
+    # catch-up: every row is brought up to date, so x moves again
+    flushed = out["sparse"] is not None and out["sparse"].flush()
     if engine.A is not None:
         x_result = _stochastic.averaged(engine.A, engine.AS, x_last)
         extra["x_last"] = x_last.copy()
-    if setup.batching is not None or engine.A is not None:
+    if setup.batching is not None or engine.A is not None or flushed:
         # the full-data objective (and gradient) at the returned x: one pass
         fun_value, jac_value = _full_evaluation(objective, control, x_result)
     if setup.history:
@@ -204,6 +217,10 @@ def _full_evaluation(objective, control, x):
     f, g = evaluate(xv, np.zeros_like(x) if control["jac_out"] else None, None)
     objective.nfev += 1
     objective.njev += 1
+    if isinstance(g, tuple):          # a sparse gradient: (idx, val)
+        dense = np.empty_like(x)
+        objective._densify(g[0], g[1], dense)
+        return f, dense
     return f, np.array(g, copy=True)
 
 

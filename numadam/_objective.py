@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from ._sparse import raw_parts
+
 __all__ = ["Objective", "jac_mode"]
 
 FD_METHODS = ("2-point", "3-point")
@@ -54,6 +56,18 @@ class Objective:
         self.njev = 0
         self.fd_calls = 0
         self._work = None
+        self.sparse = None
+        self.coalescer = None
+
+    def use_sparse(self, mode, parallel):
+        """Accept sparse gradients: 'lazy' and 'catchup' make them
+        ``(idx, val)`` pairs (coalesced), 'dense' makes them arrays."""
+        from ._kernels import sparse as sk
+        from ._sparse import Coalescer
+
+        self.sparse = mode
+        self.coalescer = Coalescer(self.shape[0], self.dtype)
+        self._densify = sk.densify_kernel(parallel)
 
     # ------------------------------------------------------------------
     def evaluator(self, jac_out=False):
@@ -72,6 +86,8 @@ class Objective:
         as_gradient = self.as_gradient
         ndarray = np.ndarray
         mode = self.mode
+        # with lazy or catch-up sparse updates every gradient is converted
+        force = self.sparse in ("lazy", "catchup")
         if jac_out and mode in FD_METHODS:
             raise ValueError("option 'jac_out' needs a gradient function: jac must "
                              f"be a callable or True, got {self.jac!r}")
@@ -91,7 +107,8 @@ class Objective:
                 if type(f) is not float:
                     f = as_scalar(f)
                 g = jac(x, *a)
-                if type(g) is not ndarray or g.dtype is not dtype or g.shape != shape:
+                if force or type(g) is not ndarray or g.dtype is not dtype or \
+                        g.shape != shape:
                     g = as_gradient(g)
                 return f, g
         elif mode == "combined" and jac_out:
@@ -110,7 +127,8 @@ class Objective:
                 f, g = out
                 if type(f) is not float:
                     f = as_scalar(f)
-                if type(g) is not ndarray or g.dtype is not dtype or g.shape != shape:
+                if force or type(g) is not ndarray or g.dtype is not dtype or \
+                        g.shape != shape:
                     g = as_gradient(g)
                 return f, g
         else:
@@ -128,7 +146,28 @@ class Objective:
         self.njev = evaluations
 
     def as_gradient(self, g):
-        """Check a gradient returned by jac and convert it to the run's dtype."""
+        """Check a gradient returned by jac and convert it to the run's dtype.
+
+        A sparse gradient becomes ``(idx, val)`` (lazy and catch-up modes) or
+        a dense array (``sparse='dense'``); without the ``sparse`` option it
+        is an error."""
+        parts = None if isinstance(g, np.ndarray) else raw_parts(g, self.shape[0],
+                                                                 self.dtype)
+        if parts is not None:
+            if self.sparse is None:
+                raise TypeError(f"jac returned a sparse gradient ({_describe(g)}); set "
+                                "options['sparse'] to 'lazy', 'catchup' or 'dense'")
+            idx, val = self.coalescer(*parts)
+            if self.sparse == "dense":
+                dense = np.empty(self.shape, self.dtype)
+                self._densify(idx, val, dense)
+                return dense
+            return idx, val
+        if self.sparse in ("lazy", "catchup"):
+            raise TypeError(f"option sparse={self.sparse!r} needs jac to return a "
+                            "sparse gradient (numadam.SparseGradient, a scipy.sparse "
+                            "array or matrix, or a tuple (indices, values)), got "
+                            f"{_describe(g)}")
         try:
             arr = np.asarray(g)
         except Exception as exc:  # pragma: no cover - exotic objects
@@ -219,6 +258,8 @@ def as_scalar(f):
 def _describe(obj):
     if isinstance(obj, np.ndarray):
         return f"an array of shape {obj.shape} and dtype {obj.dtype}"
+    if hasattr(obj, "nnz") and hasattr(obj, "shape"):
+        return f"a {type(obj).__name__} of shape {obj.shape}"
     if isinstance(obj, tuple):
         return f"a tuple of length {len(obj)}"
     text = repr(obj)

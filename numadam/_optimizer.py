@@ -7,6 +7,7 @@ import numpy as np
 from ._kernels import cpu, preload
 from ._registry import METHODS, lookup
 from ._rules import NC
+from ._sparse import raw_parts
 from ._state import OptimizerState
 
 __all__ = ["Optimizer"]
@@ -37,6 +38,11 @@ class Optimizer:
         Force the parallel (True) or serial (False) kernel. By default the
         parallel one is used from a measured size on (about 4,000 elements
         for the adaptive methods in float64; see :ref:`performance`).
+    sparse : {'lazy', 'catchup'}, optional
+        Take sparse gradients (see :ref:`guide-sparse`): only the coordinates
+        with a gradient are updated; 'catchup' first replays the skipped
+        zero-gradient steps of each touched coordinate (and :meth:`flush`
+        replays them for all).
     **options
         The method's hyperparameters (see :func:`numadam.show_options`).
         ``learning_rate`` may be a :mod:`numadam.schedules` schedule or a
@@ -54,7 +60,7 @@ class Optimizer:
     """
 
     def __init__(self, method, x, *, bounds=None, state=None, parallel=None,
-                 **options):
+                 sparse=None, **options):
         kind, spec = lookup(method)
         if kind != "numadam":
             raise ValueError(f"method must be one of numadam's methods "
@@ -74,6 +80,17 @@ class Optimizer:
                 raise ValueError(f"bounds must be two arrays of shape {x.shape}, "
                                  f"got shapes {lo.shape} and {hi.shape}")
         self._setup(spec, x, values, lo, hi, state, parallel, backup=False)
+        self._sparse = None
+        if sparse is not None:
+            from ._sparse import Coalescer, check_mode
+
+            if check_mode(spec, values, sparse, bounds is not None, False) == "dense":
+                raise ValueError("Optimizer(sparse='dense') is Optimizer(): pass the "
+                                 "gradient as an array (SparseGradient.todense)")
+            from ._loop import SparseSteps
+
+            self._sparse = SparseSteps(self, sparse, backup=False)
+            self._coalesce = Coalescer(x.shape[0], x.dtype)
 
     # ------------------------------------------------------------------
     @classmethod
@@ -154,11 +171,19 @@ class Optimizer:
     def step(self, g, learning_rate=None):
         """Apply one update with gradient ``g`` (1-D, the shape of ``x``).
 
-        ``learning_rate`` overrides the rate for this step only. The
-        gradient is not checked for finiteness: this is the bare update.
+        With ``sparse``, ``g`` is a :class:`~numadam.SparseGradient`, a
+        scipy.sparse row or a tuple ``(indices, values)``. ``learning_rate``
+        overrides the rate for this step only. The gradient is not checked for
+        finiteness: this is the bare update.
         """
         x = self.x
-        if type(g) is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape:
+        if self._sparse is not None:
+            parts = raw_parts(g, x.shape[0], x.dtype)
+            if parts is None:
+                raise TypeError("this Optimizer takes sparse gradients: a "
+                                "SparseGradient, a scipy.sparse row or (indices, values)")
+            g = self._coalesce(*parts)
+        elif type(g) is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape:
             g = _as_gradient(g, x)
         if learning_rate is not None:
             lr = float(learning_rate)
@@ -166,7 +191,17 @@ class Optimizer:
             lr = float(self._schedule(int(self.aux[0]) + 1))
         else:
             lr = self.learning_rate
-        self.kernel(x, g, self.W, self.P, lr)
+        if self._sparse is not None:
+            self._sparse.step(g, lr)
+        else:
+            self.kernel(x, g, self.W, self.P, lr)
+
+    def flush(self):
+        """With ``sparse='catchup'``: bring every coordinate up to the last
+        step, as if the skipped zero-gradient steps had been taken (x and the
+        state change; a no-op otherwise). Call it before reading all of x."""
+        if self._sparse is not None:
+            self._sparse.flush()
 
     @property
     def state(self):

@@ -194,6 +194,9 @@ COMMON_OPTIONS = (
            upper=1.0, upper_open=True),
     Option("average_start", 0, "Average the iterates after this many steps.",
            kind="int"),
+    Option("sparse", None, "How to apply sparse gradients (jac returning a "
+           "numadam.SparseGradient, a scipy.sparse row or (indices, values)): "
+           "'lazy', 'catchup' or 'dense'.", kind="any"),
     Option("history", None, "Record the loss, the gradient norm (max(abs(g))) "
            "and the learning rate in res.history: None, 'step' or 'epoch' (means "
            "over each epoch).", kind="any"),

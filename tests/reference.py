@@ -184,3 +184,29 @@ def run(method, x0, grad, steps, **options):
     for _ in range(steps):
         ref.step(grad(ref.x))
     return ref
+
+
+class SparseAdamReference:
+    """torch.optim.SparseAdam's rule (FORMULAS.md, "lazy semantics"), written
+    from the formulas: only the coordinates with a gradient move."""
+
+    def __init__(self, x0, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.x = np.array(x0, dtype=np.float64, copy=True)
+        self.m = np.zeros_like(self.x)
+        self.v = np.zeros_like(self.x)
+        self.lr, self.b1, self.b2, self.eps = lr, beta1, beta2, eps
+        self.t = 0
+
+    def step(self, indices, values):
+        idx = np.asarray(indices)
+        g = np.zeros_like(self.x)
+        np.add.at(g, idx, values)              # duplicates are summed
+        I = np.unique(idx)
+        gI = g[I]
+        self.t += 1
+        b1, b2 = self.b1, self.b2
+        self.m[I] = self.m[I] + (gI - self.m[I]) * (1 - b1)
+        self.v[I] = self.v[I] + (gI * gI - self.v[I]) * (1 - b2)
+        step_size = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        self.x[I] = self.x[I] - step_size * (self.m[I] / (np.sqrt(self.v[I]) + self.eps))
+        return self.x

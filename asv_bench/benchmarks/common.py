@@ -86,3 +86,14 @@ def _logreg_grad(w, X, y):
 def logreg_functions():
     """Binary logistic regression: mean loss and gradient, @njit."""
     return _logreg_loss, _logreg_grad
+
+
+def embedding_gradients(rows=100_000, cols=100, touched=1_000, count=20, seed=0):
+    """Sparse gradients of an embedding table: ``count`` pairs (sorted row
+    numbers, values of shape (touched, cols))."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        r = np.sort(rng.choice(rows, touched, replace=False)).astype(np.int64)
+        out.append((r, rng.standard_normal((touched, cols))))
+    return out

@@ -22,6 +22,11 @@ minimize loop, sparse and CUDA kernels) calls:
     kernels run fastest when ``X[i]`` is read late in the iteration, after the
     state; rules read it early only for coupled weight decay.
 
+Sparse gradients use the same rules (see :mod:`numadam._kernels.sparse`): a
+rule may add a ``lazy_update`` (a different rule for the lazy mode) and the
+``catchup_factors``/``catchup`` pair that replays skipped zero-gradient steps
+in closed form.
+
 ``F`` holds the structural flags (amsgrad, nesterov, centered, ...).  Kernels
 are specialised on it, so a flag costs nothing in the element loop.  ``h`` is
 the float64 array of the family's numeric hyperparameters, in the order of
@@ -65,6 +70,19 @@ class Rule(NamedTuple):
     #: The running scalars kept in ``aux`` as (name, initial value) pairs;
     #: ``aux[0]`` is always the step count ``t``.
     aux: tuple = (("t", 0.0),)
+    #: ``lazy_update(i, X, g, S, c, F)``, the rule of the lazy sparse mode when
+    #: it is not :attr:`update` applied to the touched coordinates (adam:
+    #: torch.optim.SparseAdam's rule).
+    lazy_update: Callable | None = None
+    #: ``catchup_factors(k, cf, F)``: float64 factors, per row, of ``k`` skipped
+    #: zero-gradient steps (powers of the decays and the move's coefficient),
+    #: from the step's float64 scalars ``cf``; with :attr:`catchup`, the
+    #: catch-up sparse mode. None: catch-up leaves x and the state alone (the
+    #: rule moves nothing on a zero gradient).
+    catchup_factors: Callable | None = None
+    #: ``catchup(i, X, S, f, F) -> new x``: apply those skipped steps to
+    #: coordinate ``i`` (its state in ``S``, in place).
+    catchup: Callable | None = None
 
 
 def zeros(options, F):

@@ -74,6 +74,8 @@ def adam_coefficients(h, aux, lr, F, c, T):
     c[7] = wd
     c[8] = 1.0 - lr * wd
     c[9] = T(1.0) / sqrt_bc2
+    # the lazy sparse rule's step size, as torch.optim.SparseAdam forms it
+    c[10] = lr * math.sqrt(bc2) / bc1
 
 
 @register_jitable(inline="always")
@@ -88,6 +90,77 @@ def adam_update(i, X, g, S, c, F):
         v = vmax
     x = _decoupled_x(i, X, F[2], F[1], c[8])
     return x - c[4] * m / (div_by(math.sqrt(v), c[5], c[9]) + c[6])
+
+
+@register_jitable(inline="always")
+def adam_lazy_update(i, X, g, S, c, F):
+    """torch.optim.SparseAdam's rule for a touched coordinate: the moments
+    as ``m + (1 - beta1) (g - m)`` and the "eps-hat" step
+    ``lr sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``, with
+    torch's order of operations; amsgrad and weight decay act on the touched
+    coordinate only."""
+    g = _coupled_decay(i, X, g, F[2], F[1], c[7])
+    m0 = S[0, i]
+    m = m0 + (g - m0) * c[1]
+    v0 = S[1, i]
+    v = v0 + (g * g - v0) * c[3]
+    S[0, i] = m
+    S[1, i] = v
+    if F[0]:
+        vmax = S[2, i]
+        if v > vmax:
+            vmax = v
+        S[2, i] = vmax
+        v = vmax
+    x = _decoupled_x(i, X, F[2], F[1], c[8])
+    return x - c[10] * (m / (math.sqrt(v) + c[6]))
+
+
+@register_jitable
+def adam_catchup_factors(k, cf, F):
+    """``k`` zero-gradient steps: m decays by beta1**k and v by beta2**k
+    (exactly), and x moves by the closed-form sum of the k steps computed with
+    eps = 0 and with the learning rate and bias corrections of the current
+    step: ``-a m sum_j r**j / sqrt(v)`` with ``a = lr sqrt(1 - beta2**t) /
+    (1 - beta1**t)`` and ``r = beta1 / sqrt(beta2)`` (``r = beta1`` with
+    amsgrad, whose maximum does not decay); with decoupled weight decay each
+    step also multiplies x by ``q = 1 - lr wd``. Returns (beta1**k, beta2**k,
+    q**k, the move's coefficient)."""
+    b1 = cf[0]
+    b2 = cf[2]
+    d1 = b1 ** k
+    d2 = b2 ** k
+    a = cf[10]
+    if F[0]:
+        r = b1
+        rk = d1
+    else:
+        r = b1 / math.sqrt(b2)
+        rk = d1 / math.sqrt(d2) if d2 > 0.0 else 0.0
+    q = cf[8] if (F[1] and F[2]) else 1.0
+    qk = q ** k
+    if q != 1.0:
+        # x_k = q**k x - a (m / sqrt(v)) sum_j q**(k-j) r**j
+        rho = r / q
+        rhok = rk / qk if qk > 0.0 else 0.0
+        total = qk * (k * 1.0 if rho == 1.0 else rho * (1.0 - rhok) / (1.0 - rho))
+    else:
+        total = k * 1.0 if r == 1.0 else r * (1.0 - rk) / (1.0 - r)
+    return d1, d2, qk, a * total
+
+
+@register_jitable(inline="always")
+def adam_catchup(i, X, S, f, F):
+    T = X.dtype.type
+    m = S[0, i]
+    v = S[1, i]
+    den = math.sqrt(S[2, i]) if F[0] else math.sqrt(v)
+    S[0, i] = m * T(f[0])
+    S[1, i] = v * T(f[1])
+    x = X[i] * T(f[2])
+    if den > 0.0:
+        x = x - T(f[3]) * (m / den)
+    return x
 
 
 def adam_flags(options):
@@ -108,6 +181,9 @@ ADAM = Rule(
     slot_init=zeros,
     coefficients=adam_coefficients,
     update=adam_update,
+    lazy_update=adam_lazy_update,
+    catchup_factors=adam_catchup_factors,
+    catchup=adam_catchup,
 )
 
 

@@ -39,6 +39,34 @@ def update(i, X, g, S, c, F):
     return X[i] - c[5] * g / den
 
 
+@register_jitable
+def catchup_factors(k, cf, F):
+    """``k`` zero-gradient steps: v (and a) decay by alpha**k; a momentum
+    buffer decays by mu**k and moves x by -lr * b * sum_j mu**j (exact for a
+    constant learning rate)."""
+    ak = cf[0] ** k
+    if not F[1]:
+        return ak, 1.0, 0.0
+    mu = cf[4]
+    pk = mu ** k
+    total = k * 1.0 if mu == 1.0 else mu * (1.0 - pk) / (1.0 - mu)
+    return ak, pk, cf[5] * total
+
+
+@register_jitable(inline="always")
+def catchup(i, X, S, f, F):
+    T = X.dtype.type
+    S[0, i] = S[0, i] * T(f[0])
+    if F[0]:
+        S[1, i] = S[1, i] * T(f[0])
+    if F[1]:
+        k = 2 if F[0] else 1
+        b = S[k, i]
+        S[k, i] = b * T(f[1])
+        return X[i] - T(f[2]) * b
+    return X[i]
+
+
 def flags(options):
     return (bool(options["centered"]), options["momentum"] > 0.0,
             options["weight_decay"] != 0.0)
@@ -57,4 +85,6 @@ RMSPROP = Rule(
     slot_init=zeros,
     coefficients=coefficients,
     update=update,
+    catchup_factors=catchup_factors,
+    catchup=catchup,
 )

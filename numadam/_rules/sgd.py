@@ -39,6 +39,32 @@ def update(i, X, g, S, c, F):
     return X[i] - c[0] * d
 
 
+@register_jitable
+def catchup_factors(k, cf, F):
+    """``k`` zero-gradient steps: the buffer decays by mu**k and x moves by
+    -lr * b * sum_j mu**j (mu**(j+1) with Nesterov), in closed form; exact
+    for a constant learning rate (the step's rate stands for the skipped
+    ones)."""
+    mu = cf[2]
+    if not F[0] or mu == 0.0:
+        return 1.0, 0.0
+    pk = mu ** k
+    total = k * 1.0 if mu == 1.0 else mu * (1.0 - pk) / (1.0 - mu)
+    if F[1]:
+        total *= mu
+    return pk, cf[0] * total
+
+
+@register_jitable(inline="always")
+def catchup(i, X, S, f, F):
+    if not F[0]:
+        return X[i]
+    T = X.dtype.type
+    b = S[0, i]
+    S[0, i] = b * T(f[0])
+    return X[i] - T(f[1]) * b
+
+
 def flags(options):
     return (options["momentum"] != 0.0, bool(options["nesterov"]),
             options["weight_decay"] != 0.0)
@@ -57,4 +83,6 @@ SGD = Rule(
     slot_init=zeros,
     coefficients=coefficients,
     update=update,
+    catchup_factors=catchup_factors,
+    catchup=catchup,
 )

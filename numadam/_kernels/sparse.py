@@ -1,0 +1,239 @@
+"""Kernels for sparse gradients, built from the same rules as the dense ones.
+
+A sparse gradient is ``(idx, val)``: ``idx`` holds unique row numbers and
+``val`` the gradient of each row, shape ``(k, r)``, with ``x`` seen as rows of
+``r`` coordinates (``r = 1``: single coordinates). Rows keep the inner loop
+contiguous, so an embedding table's update vectorises like a dense one.
+
+- ``lazy``: only the touched coordinates are read and written; the rule is
+  the dense element rule (adam: torch.optim.SparseAdam's, ``lazy_update``).
+- ``catchup``: a touched row first replays, in closed form, the zero-gradient
+  steps it skipped since it was last updated (``catchup_factors`` once per
+  row, ``catchup`` per coordinate), then takes the dense rule's step; ``last``
+  (int64, one per row) records each row's last step. :func:`flush_kernel`
+  brings every row up to date at the end of a run.
+- ``dense``: :func:`densify_kernel` scatters the gradient into a dense buffer
+  for the dense step kernel.
+
+Every kernel advances the step count and computes the step's scalars as the
+dense step kernel does (``W``, ``P`` as in :func:`numadam._kernels.cpu.layout`),
+and backs up the touched values of x into ``xb`` when asked, so that a
+non-finite value can be undone without a copy of all of x.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from numba import njit, prange
+
+from .._rules import get_rule
+from .cpu import _JIT, fingerprint, layout
+
+
+@functools.cache
+def lazy_kernel(rule_name, F, parallel, bounded, backup):
+    """``step(x, idx, val, W, P, lr, xb)``: the lazy sparse step."""
+    rule = get_rule(rule_name)
+    coefficients = rule.coefficients
+    update = rule.lazy_update if rule.lazy_update is not None else rule.update
+    loop = prange if parallel else range
+    version = fingerprint(rule_name)
+    off, H, A = layout(rule_name, bounded, backup)
+    lo_row = int(backup)
+    hi_row = lo_row + 1
+
+    @njit(parallel=parallel, **_JIT)
+    def step(x, idx, val, W, P, lr, xb):
+        _ = version
+        cf = P[H + A:]
+        T = x.dtype.type
+        coefficients(P[:H], P[H:H + A], lr, F, cf, T)
+        c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
+             T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
+        S = W[off:]
+        r = val.shape[1]
+        for j in loop(idx.shape[0]):
+            base = idx[j] * r
+            for q in range(r):
+                i = base + q
+                xn = update(i, x, val[j, q], S, c, F)
+                if backup:
+                    xb[j, q] = x[i]
+                if bounded:
+                    if xn < W[lo_row, i]:
+                        xn = W[lo_row, i]
+                    elif xn > W[hi_row, i]:
+                        xn = W[hi_row, i]
+                x[i] = xn
+
+    return step
+
+
+@functools.cache
+def catchup_kernel(rule_name, F, parallel, bounded, backup):
+    """``step(x, idx, val, W, P, lr, xb, last)``: the catch-up sparse step."""
+    rule = get_rule(rule_name)
+    coefficients = rule.coefficients
+    update = rule.update
+    factors = rule.catchup_factors
+    replay = rule.catchup
+    has_catchup = factors is not None
+    loop = prange if parallel else range
+    version = fingerprint(rule_name)
+    off, H, A = layout(rule_name, bounded, backup)
+    lo_row = int(backup)
+    hi_row = lo_row + 1
+
+    @njit(parallel=parallel, **_JIT)
+    def step(x, idx, val, W, P, lr, xb, last):
+        _ = version
+        cf = P[H + A:]
+        T = x.dtype.type
+        coefficients(P[:H], P[H:H + A], lr, F, cf, T)
+        t = int(P[H])
+        c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
+             T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
+        S = W[off:]
+        r = val.shape[1]
+        for j in loop(idx.shape[0]):
+            row = idx[j]
+            base = row * r
+            skipped = t - last[row] - 1
+            if has_catchup and skipped > 0:
+                f = factors(skipped, cf, F)
+                for q in range(r):
+                    i = base + q
+                    if backup:
+                        xb[j, q] = x[i]
+                    x[i] = replay(i, x, S, f, F)
+            elif backup:
+                for q in range(r):
+                    xb[j, q] = x[base + q]
+            for q in range(r):
+                i = base + q
+                xn = update(i, x, val[j, q], S, c, F)
+                if bounded:
+                    if xn < W[lo_row, i]:
+                        xn = W[lo_row, i]
+                    elif xn > W[hi_row, i]:
+                        xn = W[hi_row, i]
+                x[i] = xn
+            last[row] = t
+
+    return step
+
+
+@functools.cache
+def flush_kernel(rule_name, F, parallel, bounded, backup):
+    """``flush(x, W, P, last, r)``: replay, for every row, the steps it missed
+    up to the current step (the last step's scalars stand for them)."""
+    rule = get_rule(rule_name)
+    factors = rule.catchup_factors
+    replay = rule.catchup
+    has_catchup = factors is not None
+    loop = prange if parallel else range
+    version = fingerprint(rule_name)
+    off, H, A = layout(rule_name, bounded, backup)
+    lo_row = int(backup)
+    hi_row = lo_row + 1
+
+    @njit(parallel=parallel, **_JIT)
+    def flush(x, W, P, last, r):
+        _ = version
+        cf = P[H + A:]
+        t = int(P[H])
+        S = W[off:]
+        for row in loop(last.shape[0]):
+            missed = t - last[row]
+            if has_catchup and missed > 0:
+                f = factors(missed, cf, F)
+                for q in range(r):
+                    i = row * r + q
+                    xn = replay(i, x, S, f, F)
+                    if bounded:
+                        if xn < W[lo_row, i]:
+                            xn = W[lo_row, i]
+                        elif xn > W[hi_row, i]:
+                            xn = W[hi_row, i]
+                    x[i] = xn
+            last[row] = t
+
+    return flush
+
+
+@functools.cache
+def densify_kernel(parallel):
+    """``densify(idx, val, g)``: the sparse gradient as the dense ``g``."""
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **_JIT)
+    def densify(idx, val, g):
+        for i in loop(g.shape[0]):
+            g[i] = 0.0
+        r = val.shape[1]
+        for j in loop(idx.shape[0]):
+            base = idx[j] * r
+            for q in range(r):
+                g[base + q] = val[j, q]
+
+    return densify
+
+
+@functools.cache
+def norm_kernel(parallel):
+    """``gnorm(val)``: the largest ``|g|`` of a sparse gradient, NaN if one
+    value is not finite."""
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **_JIT)
+    def gnorm(val):
+        m = 0.0
+        bad = 0.0
+        r = val.shape[1]
+        for j in loop(val.shape[0]):
+            for q in range(r):
+                g = val[j, q]
+                m = max(m, abs(g))
+                bad += g - g
+        if bad != 0.0 or m != m:
+            return float("nan")
+        return m
+
+    return gnorm
+
+
+@functools.cache
+def change_kernel(parallel):
+    """``change(x, idx, xb)``: ``(max |x - x_before|, max |x|)`` over the rows a
+    sparse step touched (``xb`` holds their values before it)."""
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **_JIT)
+    def change(x, idx, xb):
+        d = 0.0
+        s = 0.0
+        r = xb.shape[1]
+        for j in loop(idx.shape[0]):
+            for q in range(r):
+                xi = x[idx[j] * r + q]
+                d = max(d, abs(xi - xb[j, q]))
+                s = max(s, abs(xi))
+        return d, s
+
+    return change
+
+
+@functools.cache
+def restore_kernel(parallel):
+    """``restore(x, idx, xb)``: put back the touched values saved in ``xb``."""
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, **_JIT)
+    def restore(x, idx, xb):
+        r = xb.shape[1]
+        for j in loop(idx.shape[0]):
+            for q in range(r):
+                x[idx[j] * r + q] = xb[j, q]
+
+    return restore

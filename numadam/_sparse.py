@@ -1,0 +1,217 @@
+"""Sparse gradients: their forms, their validation and coalescing.
+
+A sparse gradient names the coordinates that have a gradient this step. It
+comes as
+
+- ``numadam.SparseGradient(indices, values)``,
+- a SciPy sparse array or matrix of shape ``(1, n)`` or ``(n,)``,
+- or, from Numba functions (which cannot build Python objects), a tuple
+  ``(indices, values)`` with the meaning of SparseGradient.
+
+Internally it is a pair ``(idx, val)``: ``idx`` int64 of length ``k`` and
+``val`` of shape ``(k, r)`` in the run's dtype, where ``x`` is viewed as rows
+of ``r`` coordinates (``r = 1``: single coordinates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["SparseGradient", "MODES", "check_mode", "Coalescer", "raw_parts"]
+
+MODES = ("lazy", "catchup", "dense")
+#: The methods with lazy and catch-up updates (every method accepts 'dense').
+SPARSE_METHODS = ("sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw")
+
+
+class SparseGradient:
+    """A gradient that is zero except at some coordinates (or rows) of x.
+
+    Parameters
+    ----------
+    indices : array_like of int, shape (k,)
+        Where the gradient is non-zero: coordinates of ``x`` when ``values``
+        is 1-D, row numbers when it is 2-D. Any order; a repeated index has
+        its values summed.
+    values : array_like of float, shape (k,) or (k, r)
+        The gradient there. With shape ``(k, r)``, ``x`` is viewed as
+        ``(n // r, r)`` rows (``n`` must be a multiple of ``r``) and
+        ``values[j]`` is the gradient of row ``indices[j]``: the layout of
+        an embedding table's gradient, as ``torch.nn.Embedding(sparse=True)``
+        produces it.
+
+    Examples
+    --------
+    >>> import numpy as np, numadam
+    >>> g = numadam.SparseGradient([3, 0, 3], [1.0, 2.0, 0.5])
+    >>> g.todense(5)
+    array([2. , 0. , 0. , 1.5, 0. ])
+    """
+
+    __slots__ = ("indices", "values")
+
+    def __init__(self, indices, values):
+        idx = np.asarray(indices)
+        val = np.asarray(values)
+        if idx.ndim != 1 or not (idx.dtype.kind in "iu" or idx.size == 0):
+            raise TypeError(f"SparseGradient indices must be a 1-D integer array, got "
+                            f"shape {idx.shape} and dtype {idx.dtype}")
+        if val.ndim not in (1, 2) or val.shape[0] != idx.shape[0]:
+            raise ValueError(f"SparseGradient values must have shape (k,) or (k, r) "
+                             f"with k = len(indices) = {idx.shape[0]}, got shape "
+                             f"{val.shape}")
+        if val.dtype.kind not in "fiu":
+            raise TypeError(f"SparseGradient values must be real, got dtype {val.dtype}")
+        self.indices = idx
+        self.values = val
+
+    def todense(self, n):
+        """The gradient as a dense array of ``n`` coordinates."""
+        out = np.zeros(n, dtype=np.result_type(self.values.dtype, np.float64))
+        r = 1 if self.values.ndim == 1 else self.values.shape[1]
+        rows = out.reshape(-1, r)
+        np.add.at(rows, self.indices.astype(np.int64), self.values.reshape(-1, r))
+        return out
+
+    def __repr__(self):
+        return (f"SparseGradient(indices of shape {self.indices.shape}, values of "
+                f"shape {self.values.shape})")
+
+
+def raw_parts(g, n, dtype):
+    """``(idx, val)`` of a sparse gradient, before coalescing, or None when
+    ``g`` is not sparse. ``val`` has shape ``(k, r)`` and the run's dtype."""
+    if isinstance(g, SparseGradient):
+        idx, val = g.indices, g.values
+    elif isinstance(g, tuple) and len(g) == 2 and all(
+            isinstance(a, np.ndarray) for a in g):
+        try:
+            sg = SparseGradient(*g)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"jac returned a tuple that is not a sparse gradient "
+                            f"(indices, values): {exc}") from None
+        idx, val = sg.indices, sg.values
+    else:
+        try:
+            import scipy.sparse as sp
+        except ImportError:  # pragma: no cover - scipy is a dependency
+            return None
+        if not sp.issparse(g):
+            return None
+        if g.ndim == 2 and g.shape[0] != 1:
+            raise ValueError(f"jac returned a sparse matrix of shape {g.shape}; a "
+                             f"sparse gradient has one row: shape (1, {n}) or ({n},)")
+        if g.shape[-1] != n:
+            raise ValueError(f"jac returned a sparse gradient of shape {g.shape}, but "
+                             f"x0 has {n} elements")
+        coo = g.tocoo()
+        coords = coo.coords if hasattr(coo, "coords") else (coo.row, coo.col)
+        idx, val = coords[-1], coo.data
+    if val.ndim == 1:
+        val = val.reshape(-1, 1)
+    r = val.shape[1]
+    if r == 0 or n % r:
+        raise ValueError(f"a sparse gradient with rows of {r} values needs x0's size "
+                         f"({n}) to be a multiple of {r}")
+    return (np.ascontiguousarray(idx, dtype=np.int64),
+            np.ascontiguousarray(val, dtype=dtype))
+
+
+@njit(cache=True, nogil=True)
+def _coalesce(idx, val, n_rows, mark, where, stamp, out_idx, out_val):
+    """Sum repeated indices, in the order they come; return the number of
+    unique ones, ``-(j + 1)`` when ``idx[j]`` is the first index out of
+    range, or ``-2**62`` when the input is sorted and unique already."""
+    k = 0
+    r = val.shape[1]
+    sorted_unique = True
+    prev = -1
+    for j in range(idx.shape[0]):
+        i = idx[j]
+        if i < 0 or i >= n_rows:
+            return -1 - j
+        if i <= prev:
+            sorted_unique = False
+        prev = i
+    if sorted_unique:
+        return -(2 ** 62)          # nothing to do: use the input as it is
+    for j in range(idx.shape[0]):
+        i = idx[j]
+        if mark[i] != stamp:
+            mark[i] = stamp
+            where[i] = k
+            out_idx[k] = i
+            for c in range(r):
+                out_val[k, c] = val[j, c]
+            k += 1
+        else:
+            w = where[i]
+            for c in range(r):
+                out_val[w, c] += val[j, c]
+    return k
+
+
+class Coalescer:
+    """Check indices and sum repeated ones, in O(k) with scratch arrays.
+
+    Input that is already sorted and unique passes through untouched.
+    """
+
+    def __init__(self, n, dtype):
+        self.n = n
+        self.dtype = dtype
+        self.r = None
+        self.stamp = 0
+
+    def __call__(self, idx, val):
+        r = val.shape[1]
+        if self.r is None:
+            self.r = r
+            n_rows = self.n // r
+            self.mark = np.zeros(n_rows, np.int64)
+            self.where = np.zeros(n_rows, np.int64)
+        elif r != self.r:
+            raise ValueError(f"the sparse gradients of a run must keep their row "
+                             f"length: {self.r} before, {r} now")
+        k = idx.shape[0]
+        out_idx = np.empty(k, np.int64)
+        out_val = np.empty((k, r), self.dtype)
+        self.stamp += 1
+        got = _coalesce(idx, val, self.n // r, self.mark, self.where, self.stamp,
+                        out_idx, out_val)
+        if got == -(2 ** 62):
+            return idx, val
+        if got < 0:
+            bad = int(idx[-1 - got])
+            what = (f"row index {bad} out of range for {self.n // r} rows of {r}"
+                    if r > 1 else f"index {bad} out of range for x0 of size {self.n}")
+            raise IndexError(f"jac returned a sparse gradient with {what}")
+        return out_idx[:got], out_val[:got]
+
+
+def check_mode(spec, values, mode, bounded, averaging):
+    """Validate ``options['sparse']`` for a method; return the mode or None."""
+    if mode is None:
+        return None
+    if mode not in MODES:
+        raise ValueError(f"option 'sparse' must be None, 'lazy', 'catchup' or 'dense', "
+                         f"got {mode!r}")
+    if mode == "dense":
+        return mode
+    if spec.name not in SPARSE_METHODS:
+        raise ValueError(f"option sparse={mode!r} is not available for method "
+                         f"{spec.name!r}: lazy and catch-up updates exist for "
+                         f"{', '.join(SPARSE_METHODS)}; sparse='dense' works with "
+                         "every method")
+    if averaging:
+        raise ValueError(f"option 'average' reads every coordinate each step, which "
+                         f"sparse={mode!r} avoids; use sparse='dense' to average")
+    if mode == "catchup" and values.get("weight_decay", 0.0) != 0.0 and not values.get(
+            "decoupled_weight_decay", False):
+        raise ValueError("sparse='catchup' cannot replay coupled weight decay over the "
+                         "skipped steps (the decay enters the gradient); use "
+                         "decoupled_weight_decay=True (adamw), or sparse='lazy' or "
+                         "'dense'")
+    return mode
+
