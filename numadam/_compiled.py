@@ -39,6 +39,7 @@ from . import _loop
 from . import _stochastic as st
 from ._kernels import cpu
 from ._rules import get_rule
+from ._rules._math import clip
 from .schedules import Schedule, constant, schedule_value
 
 # events returned by the compiled loop besides the statuses of _loop
@@ -220,11 +221,11 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
     if is_sparse:
         make = sk.lazy_kernel if lazy else sk.catchup_kernel
         sstep = make(rule_name, F, parallel, bounded, True)
-        snorm = sk.norm_kernel(parallel)
+        gnorm = cpu.grad_norm_kernel(parallel)
         schange = sk.change_kernel(parallel)
         srestore = sk.restore_kernel(parallel)
     else:
-        sstep = snorm = schange = srestore = None
+        sstep = gnorm = schange = srestore = None
 
     # lazy and catch-up steps run in kernels of their own: no prange is left
     @njit(parallel=parallel and not is_sparse, error_model="numpy", nogil=True)
@@ -313,7 +314,7 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                 fprev = f
                 f = _as_float(fn)
             if is_sparse:
-                gmax = snorm(gv)
+                gmax = gnorm(gv.reshape(-1))
             else:
                 # cpu.grad_norm_kernel: the largest |g_i|, NaN if one is not finite
                 gmax = 0.0
@@ -390,10 +391,7 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                     xn = update(i, x, G[cur, i], S, c, F)
                     xprev[i] = x[i]
                     if bounded:
-                        if xn < W[1, i]:
-                            xn = W[1, i]
-                        elif xn > W[2, i]:
-                            xn = W[2, i]
+                        xn = clip(xn, W, 1, 2, i)
                     x[i] = xn
             if averaging:
                 # cpu.average_kernel

@@ -285,7 +285,7 @@ class SparseSteps:
         self.kernels = {p: make(*args, p, engine.bounded, backup) for p in (False, True)}
         self.flushes = {p: sk.flush_kernel(*args, p, engine.bounded, backup)
                         for p in (False, True)}
-        self.norms = {p: sk.norm_kernel(p) for p in (False, True)}
+        self.norms = {p: cpu.grad_norm_kernel(p) for p in (False, True)}
         self.changes = {p: sk.change_kernel(p) for p in (False, True)}
         self.restores = {p: sk.restore_kernel(p) for p in (False, True)}
         self.densify = sk.densify_kernel(engine.parallel)
@@ -297,7 +297,7 @@ class SparseSteps:
 
     def norm(self, g):
         val = g[1]
-        return self.norms[self.use_parallel(val.size)](val)
+        return self.norms[self.use_parallel(val.size)](val.reshape(-1))
 
     def step(self, g, lr):
         idx, val = g

@@ -168,16 +168,8 @@ class Objective:
                             "sparse gradient (numadam.SparseGradient, a scipy.sparse "
                             "array or matrix, or a tuple (indices, values)), got "
                             f"{_describe(g)}")
-        try:
-            arr = np.asarray(g)
-        except Exception as exc:  # pragma: no cover - exotic objects
-            raise TypeError(f"jac must return a real array, got {_describe(g)}") from exc
-        if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-            raise TypeError(f"jac must return a real array, got {_describe(g)}")
-        if arr.shape != self.shape:
-            raise ValueError(f"jac must return an array of shape {self.shape} "
-                             f"(the shape of x0), got shape {arr.shape}")
-        return np.ascontiguousarray(arr, dtype=self.dtype)
+        return dense_gradient(g, self.shape, self.dtype, "jac must return",
+                              " (the shape of x0)")
 
     # ------------------------------------------------------------------
     def _finite_difference(self, x, f0, args):
@@ -224,6 +216,21 @@ class Objective:
                 g[i] = 0.0          # fixed by its bounds (lo == hi)
             xw[i] = xi
         return g
+
+
+def dense_gradient(g, shape, dtype, subject, where=""):
+    """``g`` as a C-contiguous array of ``dtype`` and ``shape``; TypeError or
+    ValueError, worded "<subject> a real array ...", otherwise."""
+    try:
+        arr = np.asarray(g)
+    except Exception as exc:  # pragma: no cover - exotic objects
+        raise TypeError(f"{subject} a real array, got {_describe(g)}") from exc
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise TypeError(f"{subject} a real array, got {_describe(g)}")
+    if arr.shape != shape:
+        raise ValueError(f"{subject} an array of shape {shape}{where}, got shape "
+                         f"{arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _pair(out):

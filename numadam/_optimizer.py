@@ -7,6 +7,7 @@ import numpy as np
 from ._kernels import cpu, preload
 from ._registry import METHODS, lookup
 from ._rules import NC
+from ._objective import dense_gradient
 from ._sparse import raw_parts
 from ._state import OptimizerState
 
@@ -184,7 +185,7 @@ class Optimizer:
                                 "SparseGradient, a scipy.sparse row or (indices, values)")
             g = self._coalesce(*parts)
         elif type(g) is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape:
-            g = _as_gradient(g, x)
+            g = dense_gradient(g, x.shape, x.dtype, "the gradient must be")
         if learning_rate is not None:
             lr = float(learning_rate)
         elif self._schedule is not None:
@@ -243,14 +244,3 @@ def check_state(state, spec, F, n, dtype):
                          f"but x0 has {n}")
     if state.dtype != dtype:
         raise ValueError(f"options['state'] is {state.dtype}, but x0 is {dtype}")
-
-
-def _as_gradient(g, x):
-    """Convert a gradient to a C-contiguous array of x's dtype and shape."""
-    arr = np.asarray(g)
-    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise TypeError(f"the gradient must be a real array, got dtype {arr.dtype}")
-    if arr.shape != x.shape:
-        raise ValueError(f"the gradient must have shape {x.shape}, got shape "
-                         f"{arr.shape}")
-    return np.ascontiguousarray(arr, dtype=x.dtype)

@@ -165,8 +165,8 @@ COMMON_OPTIONS = (
     Option("compiled", None, "Run the whole loop compiled: None (the default) "
            "does when fun and jac are Numba functions, False never does, True "
            "requires it.", kind="any"),
-    Option("callback_every", 1, "With the compiled loop, return to Python to "
-           "call the callback every this many steps (an integer >= 1).",
+    Option("callback_every", 1, "Call the callback every this many steps (an "
+           "integer >= 1); the compiled loop runs compiled in between.",
            kind="int"),
     Option("jac_out", False, "jac (or fun with jac=True) takes a last argument "
            "``out`` and writes the gradient into it, so that no gradient is "

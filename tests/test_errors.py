@@ -227,9 +227,10 @@ def test_adam_state_continues_with_adamw_family_member():
     (lambda: numadam.Optimizer("adam", np.zeros(3), beta1=2.0), ValueError,
      r"adam: option 'beta1' must satisfy 0 <= beta1 < 1, got 2\.0"),
     (lambda: numadam.Optimizer("adam", np.zeros(3)).step(np.zeros(4)), ValueError,
-     r"the gradient must have shape \(3,\), got shape \(4,\)"),
+     r"the gradient must be an array of shape \(3,\), got shape \(4,\)"),
     (lambda: numadam.Optimizer("adam", np.zeros(3)).step(np.zeros(3, complex)), TypeError,
-     r"the gradient must be a real array, got dtype complex128"),
+     r"the gradient must be a real array, got an array of shape \(3,\) and dtype "
+     r"complex128"),
 ])
 def test_optimizer_errors(call, exc, match):
     with pytest.raises(exc, match=match):

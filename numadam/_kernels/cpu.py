@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._rules import NC, get_rule
+from .._rules._math import clip
 
 #: Arrays with at least this many elements use the parallel (``prange``)
 #: kernels, by rule and by (float64, float32).  Measured with
@@ -111,10 +112,7 @@ def step_kernel(rule_name, F, parallel, bounded, backup):
             if backup:
                 W[0, i] = x[i]
             if bounded:
-                if xn < W[lo_row, i]:
-                    xn = W[lo_row, i]
-                elif xn > W[hi_row, i]:
-                    xn = W[hi_row, i]
+                xn = clip(xn, W, lo_row, hi_row, i)
             x[i] = xn
 
     return step

@@ -15,6 +15,7 @@ contiguous, so an embedding table's update vectorises like a dense one.
 - ``dense``: :func:`densify_kernel` scatters the gradient into a dense buffer
   for the dense step kernel.
 
+The gradient's norm is the dense kernel's, on ``val`` seen as a flat array.
 Every kernel advances the step count and computes the step's scalars as the
 dense step kernel does (``W``, ``P`` as in :func:`numadam._kernels.cpu.layout`),
 and backs up the touched values of x into ``xb`` when asked, so that a
@@ -28,6 +29,7 @@ import functools
 from numba import njit, prange
 
 from .._rules import get_rule
+from .._rules._math import clip
 from .cpu import _JIT, fingerprint, layout
 
 
@@ -61,10 +63,7 @@ def lazy_kernel(rule_name, F, parallel, bounded, backup):
                 if backup:
                     xb[j, q] = x[i]
                 if bounded:
-                    if xn < W[lo_row, i]:
-                        xn = W[lo_row, i]
-                    elif xn > W[hi_row, i]:
-                        xn = W[hi_row, i]
+                    xn = clip(xn, W, lo_row, hi_row, i)
                 x[i] = xn
 
     return step
@@ -114,10 +113,7 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
                 i = base + q
                 xn = update(i, x, val[j, q], S, c, F)
                 if bounded:
-                    if xn < W[lo_row, i]:
-                        xn = W[lo_row, i]
-                    elif xn > W[hi_row, i]:
-                        xn = W[hi_row, i]
+                    xn = clip(xn, W, lo_row, hi_row, i)
                 x[i] = xn
             last[row] = t
 
@@ -152,10 +148,7 @@ def flush_kernel(rule_name, F, parallel, bounded, backup):
                     i = row * r + q
                     xn = replay(i, x, S, f, F)
                     if bounded:
-                        if xn < W[lo_row, i]:
-                            xn = W[lo_row, i]
-                        elif xn > W[hi_row, i]:
-                            xn = W[hi_row, i]
+                        xn = clip(xn, W, lo_row, hi_row, i)
                     x[i] = xn
             last[row] = t
 
@@ -178,29 +171,6 @@ def densify_kernel(parallel):
                 g[base + q] = val[j, q]
 
     return densify
-
-
-@functools.cache
-def norm_kernel(parallel):
-    """``gnorm(val)``: the largest ``|g|`` of a sparse gradient, NaN if one
-    value is not finite."""
-    loop = prange if parallel else range
-
-    @njit(parallel=parallel, **_JIT)
-    def gnorm(val):
-        m = 0.0
-        bad = 0.0
-        r = val.shape[1]
-        for j in loop(val.shape[0]):
-            for q in range(r):
-                g = val[j, q]
-                m = max(m, abs(g))
-                bad += g - g
-        if bad != 0.0 or m != m:
-            return float("nan")
-        return m
-
-    return gnorm
 
 
 @functools.cache

@@ -71,3 +71,22 @@ def div_by(a, d, r):
     if q2 != q2 or a == 0.0:   # a inf, NaN or a signed zero: a * r is a / d
         return q
     return q2
+
+
+@register_jitable(inline="always")
+def clip(xn, W, lo_row, hi_row, i):
+    """``xn`` projected onto ``[W[lo_row, i], W[hi_row, i]]`` (the bounds rows
+    of the kernels' work array)."""
+    if xn < W[lo_row, i]:
+        return W[lo_row, i]
+    if xn > W[hi_row, i]:
+        return W[hi_row, i]
+    return xn
+
+
+@register_jitable
+def geometric_sum(r, rk, k):
+    """``r + r**2 + ... + r**k`` given ``rk = r**k`` (``k`` when ``r == 1``)."""
+    if r == 1.0:
+        return k * 1.0
+    return r * (1.0 - rk) / (1.0 - r)

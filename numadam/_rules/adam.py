@@ -13,7 +13,7 @@ import math
 from numba.extending import register_jitable
 
 from . import Rule, zeros
-from ._math import div_by
+from ._math import div_by, geometric_sum
 
 
 @register_jitable(inline="always")
@@ -142,10 +142,9 @@ def adam_catchup_factors(k, cf, F):
     if q != 1.0:
         # x_k = q**k x - a (m / sqrt(v)) sum_j q**(k-j) r**j
         rho = r / q
-        rhok = rk / qk if qk > 0.0 else 0.0
-        total = qk * (k * 1.0 if rho == 1.0 else rho * (1.0 - rhok) / (1.0 - rho))
+        total = qk * geometric_sum(rho, rk / qk if qk > 0.0 else 0.0, k)
     else:
-        total = k * 1.0 if r == 1.0 else r * (1.0 - rk) / (1.0 - r)
+        total = geometric_sum(r, rk, k)
     return d1, d2, qk, a * total
 
 

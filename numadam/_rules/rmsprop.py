@@ -5,6 +5,7 @@ import math
 from numba.extending import register_jitable
 
 from . import Rule, zeros
+from ._math import geometric_sum
 
 
 @register_jitable
@@ -49,8 +50,7 @@ def catchup_factors(k, cf, F):
         return ak, 1.0, 0.0
     mu = cf[4]
     pk = mu ** k
-    total = k * 1.0 if mu == 1.0 else mu * (1.0 - pk) / (1.0 - mu)
-    return ak, pk, cf[5] * total
+    return ak, pk, cf[5] * geometric_sum(mu, pk, k)
 
 
 @register_jitable(inline="always")

@@ -3,6 +3,7 @@
 from numba.extending import register_jitable
 
 from . import Rule, zeros
+from ._math import geometric_sum
 
 
 @register_jitable
@@ -49,7 +50,7 @@ def catchup_factors(k, cf, F):
     if not F[0] or mu == 0.0:
         return 1.0, 0.0
     pk = mu ** k
-    total = k * 1.0 if mu == 1.0 else mu * (1.0 - pk) / (1.0 - mu)
+    total = geometric_sum(mu, pk, k)
     if F[1]:
         total *= mu
     return pk, cf[0] * total
