@@ -47,7 +47,11 @@ import time
 import numpy as np
 
 import numadam
-from numadam import problems
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.common import (  # noqa: E402  (the asv suite's helpers)
+    arrays, embedding_gradients, logreg_data, logreg_functions,
+    optax_logreg_epoch, rosen2, rosen2_der, rosen2_der_out, same_bytes)
 
 ROSEN_N_STEPS = 100_000
 
@@ -78,26 +82,6 @@ def _report(title, rows, unit, scale, baseline=None, note=""):
 # ------------------------------------------------------------------- a --
 
 def target_a(rounds):
-    from numba import njit
-
-    @njit(cache=True, error_model="numpy")
-    def rosen2(x):
-        a = x[1] - x[0] * x[0]
-        b = 1.0 - x[0]
-        return 100.0 * a * a + b * b
-
-    @njit(cache=True, error_model="numpy")
-    def rosen2_der_out(x, out):
-        a = x[1] - x[0] * x[0]
-        out[0] = -400.0 * x[0] * a - 2.0 * (1.0 - x[0])
-        out[1] = 200.0 * a
-
-    @njit(cache=True, error_model="numpy")
-    def rosen2_der(x):
-        out = np.empty_like(x)
-        rosen2_der_out(x, out)
-        return out
-
     x0 = np.array([-1.2, 1.0])
     opts = {"maxiter": ROSEN_N_STEPS, "gtol": 0.0, "learning_rate": 1e-3}
     contenders = {
@@ -181,22 +165,6 @@ def target_b(rounds, steps=50_000):
 
 # ------------------------------------------------------------------- c --
 
-def _bytes_kernel():
-    from numba import njit, prange
-
-    @njit(parallel=True, cache=True)
-    def same_bytes(x, g, S):
-        # reads x, g, m, v and writes x, m, v: adam's traffic, no arithmetic
-        for i in prange(x.shape[0]):
-            a = x[i]
-            b = g[i]
-            c = S[0, i]
-            S[0, i] = S[1, i]
-            S[1, i] = c
-            x[i] = b if a != a else a
-    return same_bytes
-
-
 def target_c(rounds, sizes=(10**3, 10**5, 10**7)):
     try:
         import torch
@@ -204,13 +172,10 @@ def target_c(rounds, sizes=(10**3, 10**5, 10**7)):
     except ImportError:
         torch = None
         print("\nc. torch is not installed: torch column skipped")
-    same_bytes = _bytes_kernel()
     results = {}
     for dtype in ("float64", "float32"):
         for n in sizes:
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal(n).astype(dtype)
-            g = (rng.standard_normal(n) * 1e-3).astype(dtype)
+            x, g = arrays(n, dtype)
             opt = numadam.Optimizer("adam", x, learning_rate=1e-6)
             xb = x.copy()
             S = np.zeros((2, n), dtype)
@@ -276,66 +241,11 @@ def target_d(rounds):
 
 # ------------------------------------------------------------------- e --
 
-def _logreg_functions():
-    """Binary logistic regression, mean loss and gradient, with explicit
-    loops (fastmath lets the dot products vectorise): for a 256 x 100 batch
-    they beat a BLAS call, whose threads wake up anew after every minibatch
-    gather."""
-    from numba import njit
-
-    @njit(cache=True, error_model="numpy", fastmath=True)
-    def loss(w, X, y):
-        s = 0.0
-        for i in range(X.shape[0]):
-            z = 0.0
-            for j in range(X.shape[1]):
-                z += X[i, j] * w[j]
-            s += max(z, 0.0) + np.log1p(np.exp(-abs(z))) - y[i] * z
-        return s / X.shape[0]
-
-    @njit(cache=True, error_model="numpy", fastmath=True)
-    def grad(w, X, y):
-        g = np.zeros_like(w)
-        for i in range(X.shape[0]):
-            z = 0.0
-            for j in range(X.shape[1]):
-                z += X[i, j] * w[j]
-            r = 1.0 / (1.0 + np.exp(-z)) - y[i]
-            for j in range(X.shape[1]):
-                g[j] += X[i, j] * r
-        return g / X.shape[0]
-
-    @njit(cache=True, error_model="numpy", fastmath=True)
-    def loss_grad(w, X, y):
-        g = np.zeros_like(w)
-        s = 0.0
-        for i in range(X.shape[0]):
-            z = 0.0
-            for j in range(X.shape[1]):
-                z += X[i, j] * w[j]
-            s += max(z, 0.0) + np.log1p(np.exp(-abs(z))) - y[i] * z
-            r = 1.0 / (1.0 + np.exp(-z)) - y[i]
-            for j in range(X.shape[1]):
-                g[j] += X[i, j] * r
-        return s / X.shape[0], g / X.shape[0]
-
-    loss.fg = loss_grad
-    return loss, grad
-
-
-def logreg_data(n=200_000, d=100, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    w = rng.standard_normal(d) / np.sqrt(d)
-    y = (X @ w + 0.5 * rng.standard_normal(n) > 0).astype(np.float64)
-    return X, y
-
-
 def target_e(rounds, batch=256):
     X, y = logreg_data()
     n, d = X.shape
     steps = n // batch
-    loss, grad = _logreg_functions()
+    loss, grad, loss_grad = logreg_functions()
     opts = {"batch_size": batch, "seed": 0, "maxiter": steps, "gtol": 0.0,
             "learning_rate": 1e-3}
 
@@ -343,7 +253,7 @@ def target_e(rounds, batch=256):
         # a minibatch minimize ends with one full-data evaluation for res.fun
         # and res.jac: the difference to a run of 0 steps leaves it out
         o = dict(opts, compiled=compiled)
-        fun, jac = (loss.fg, True) if combined else (loss, grad)
+        fun, jac = (loss_grad, True) if combined else (loss, grad)
         t0 = time.perf_counter()
         numadam.minimize(fun, np.zeros(d), args=(X, y), jac=jac, options=o)
         t1 = time.perf_counter()
@@ -359,32 +269,11 @@ def target_e(rounds, batch=256):
     }
     perm = np.random.default_rng(1).permutation(n)[:steps * batch].reshape(steps, batch)
     try:
-        import jax
-        import optax
+        optax_epoch, w0 = optax_logreg_epoch(X, y, perm)
     except ImportError:
         print("\ne. optax is not installed: skipped")
     else:
-        jax.config.update("jax_enable_x64", True)
-        jnp = jax.numpy
-        opt = optax.adam(1e-3)
-        jX, jy, jperm = jnp.asarray(X), jnp.asarray(y), jnp.asarray(perm)
-
-        def jloss(w, xb, yb):
-            z = xb @ w
-            return jnp.mean(jnp.logaddexp(0.0, z) - yb * z)
-
-        jgrad = jax.grad(jloss)
-
-        @jax.jit
-        def epoch(w):
-            def body(carry, idx):
-                w, s = carry
-                u, s = opt.update(jgrad(w, jX[idx], jy[idx]), s, w)
-                return (optax.apply_updates(w, u), s), None
-            return jax.lax.scan(body, (w, opt.init(w)), jperm)[0]
-
-        w0 = jnp.zeros(d)
-        contenders["optax, jit(lax.scan)"] = lambda: jax.block_until_ready(epoch(w0))
+        contenders["optax, jit(lax.scan)"] = lambda: optax_epoch(w0)
     try:
         import torch
     except ImportError:
@@ -422,11 +311,7 @@ def target_e(rounds, batch=256):
 # ------------------------------------------------------------------- f --
 
 def target_f(rounds, rows=100_000, cols=100, touched=1_000, n_grads=20):
-    rng = np.random.default_rng(0)
-    grads = []
-    for _ in range(n_grads):
-        r = np.sort(rng.choice(rows, touched, replace=False)).astype(np.int64)
-        grads.append((r, rng.standard_normal((touched, cols))))
+    grads = embedding_gradients(rows, cols, touched, n_grads)
     n = rows * cols
     opts = {"learning_rate": 1e-3}
     lazy = numadam.Optimizer("adam", np.zeros(n), sparse="lazy", **opts)

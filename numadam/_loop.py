@@ -176,7 +176,7 @@ def run(engine, objective, control, callback, setup):
     evaluations = 1
     call_args = batching.next_batch() if batching is not None else None
     f, g = evaluate(xv, np.zeros_like(x) if jac_out else None, call_args)
-    f_prev = g_prev = None
+    f_prev = g_prev = prev_args = None
     status = message = None
     while True:
         gmax = gnorm(g) if sparse is None else sparse.norm(g)

@@ -8,7 +8,7 @@ import scipy.optimize
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 import numadam
-from numadam.problems import quadratic, rosen, rosen_der, rosen_fg, rosenbrock
+from numadam.problems import quadratic, rosen, rosen_der, rosen_fg
 
 from conftest import METHODS
 

@@ -8,7 +8,7 @@ from numba import njit
 import numadam
 from numadam import experiments
 
-from reference import Reference, SparseAdamReference
+from reference import SparseAdamReference
 
 N = 40
 

@@ -83,9 +83,57 @@ def _logreg_grad(w, X, y):
     return g / X.shape[0]
 
 
+@njit(cache=True, error_model="numpy", fastmath=True)
+def _logreg_loss_grad(w, X, y):
+    g = np.zeros_like(w)
+    s = 0.0
+    for i in range(X.shape[0]):
+        z = 0.0
+        for j in range(X.shape[1]):
+            z += X[i, j] * w[j]
+        s += max(z, 0.0) + np.log1p(np.exp(-abs(z))) - y[i] * z
+        r = 1.0 / (1.0 + np.exp(-z)) - y[i]
+        for j in range(X.shape[1]):
+            g[j] += X[i, j] * r
+    return s / X.shape[0], g / X.shape[0]
+
+
 def logreg_functions():
-    """Binary logistic regression: mean loss and gradient, @njit."""
-    return _logreg_loss, _logreg_grad
+    """Binary logistic regression with explicit loops, @njit: mean loss,
+    gradient, and both at once (for ``jac=True``). fastmath lets the dot
+    products vectorise; for a 256 x 100 batch they beat a BLAS call, whose
+    threads wake up anew after every minibatch gather."""
+    return _logreg_loss, _logreg_grad, _logreg_loss_grad
+
+
+def optax_logreg_epoch(X, y, perm, lr=1e-3):
+    """One epoch of optax.adam on the logistic regression of
+    :func:`logreg_functions`, over the batches ``perm`` (steps x batch row
+    numbers), as ``jax.jit(jax.lax.scan(...))``. Returns ``run(w0)`` (blocking)
+    and ``w0``. Raises ImportError without jax and optax."""
+    import jax
+    import optax
+
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    jX, jy, jperm = jnp.asarray(X), jnp.asarray(y), jnp.asarray(perm)
+    opt = optax.adam(lr)
+
+    def loss(w, xb, yb):
+        z = xb @ w
+        return jnp.mean(jnp.logaddexp(0.0, z) - yb * z)
+
+    grad = jax.grad(loss)
+
+    @jax.jit
+    def epoch(w):
+        def body(carry, idx):
+            w, s = carry
+            u, s = opt.update(grad(w, jX[idx], jy[idx]), s, w)
+            return (optax.apply_updates(w, u), s), None
+        return jax.lax.scan(body, (w, opt.init(w)), jperm)[0]
+
+    return (lambda w: jax.block_until_ready(epoch(w))), jnp.zeros(X.shape[1])
 
 
 def embedding_gradients(rows=100_000, cols=100, touched=1_000, count=20, seed=0):

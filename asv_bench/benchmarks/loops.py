@@ -94,7 +94,7 @@ class MinibatchEpoch:
         from .common import logreg_data, logreg_functions
 
         self.X, self.y = logreg_data()
-        self.loss, self.grad = logreg_functions()
+        self.loss, self.grad, _ = logreg_functions()
         self.opts = {"batch_size": 256, "seed": 0, "maxiter": 781, "gtol": 0.0,
                      "learning_rate": 1e-3, "compiled": loop == "compiled"}
         numadam.minimize(self.loss, np.zeros(100), args=(self.X, self.y),

@@ -120,38 +120,15 @@ class OptaxMinibatchEpoch:
     timeout = 600
 
     def setup(self):
-        try:
-            import jax
-            import optax
-        except ImportError:
-            raise NotImplementedError("jax and optax are not installed")
-        from .common import logreg_data
+        from .common import logreg_data, optax_logreg_epoch
 
-        jax.config.update("jax_enable_x64", True)
-        jnp = jax.numpy
         X, y = logreg_data()
         perm = np.random.default_rng(1).permutation(X.shape[0])[:781 * 256]
-        jX, jy, jperm = jnp.asarray(X), jnp.asarray(y), jnp.asarray(perm.reshape(781, 256))
-        opt = optax.adam(1e-3)
-
-        def loss(w, xb, yb):
-            z = xb @ w
-            return jnp.mean(jnp.logaddexp(0.0, z) - yb * z)
-
-        grad = jax.grad(loss)
-
-        @jax.jit
-        def epoch(w):
-            def body(carry, idx):
-                w, s = carry
-                u, s = opt.update(grad(w, jX[idx], jy[idx]), s, w)
-                return (optax.apply_updates(w, u), s), None
-            return jax.lax.scan(body, (w, opt.init(w)), jperm)[0]
-
-        self.epoch = epoch
-        self.w0 = jnp.zeros(X.shape[1])
-        self.block = jax.block_until_ready
-        self.block(epoch(self.w0))
+        try:
+            self.run, self.w0 = optax_logreg_epoch(X, y, perm.reshape(781, 256))
+        except ImportError:
+            raise NotImplementedError("jax and optax are not installed")
+        self.run(self.w0)
 
     def time_epoch(self):
-        self.block(self.epoch(self.w0))
+        self.run(self.w0)
