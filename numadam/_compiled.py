@@ -39,7 +39,7 @@ from . import _loop
 from . import _stochastic as st
 from ._kernels import cpu
 from ._rules import get_rule
-from ._rules._math import clip
+from ._rules._math import clip, round_scalars
 from .schedules import Schedule, constant, schedule_value
 
 # events returned by the compiled loop besides the statuses of _loop
@@ -385,8 +385,7 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
             else:
                 # cpu.step_kernel, with the backup of x
                 coefficients(h, aux, lr, F, cf, T)
-                c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
-                     T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
+                c = round_scalars(cf, T)
                 for i in loop(n):
                     xn = update(i, x, G[cur, i], S, c, F)
                     xprev[i] = x[i]

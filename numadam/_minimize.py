@@ -10,7 +10,7 @@ import numpy as np
 import scipy.optimize
 from scipy.optimize import Bounds, OptimizeResult
 
-from . import _loop, _sparse, _stochastic
+from . import _device, _loop, _sparse, _stochastic
 from ._kernels import cpu
 from ._objective import Objective
 from ._optimizer import Optimizer
@@ -73,8 +73,8 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
         StopIteration ends the run with status 99.
     options : dict, optional
         The common options ``maxiter``, ``gtol``, ``ftol``, ``xtol``,
-        ``disp``, ``parallel``, ``state``, ``compiled``, ``callback_every``
-        and ``jac_out``, and the method's hyperparameters. See
+        ``disp``, ``parallel``, ``state``, ``compiled``, ``callback_every``,
+        ``jac_out`` and ``device``, and the method's hyperparameters. See
         :func:`numadam.show_options`. Unknown options give an
         :class:`~scipy.optimize.OptimizeWarning`, as in scipy.
 
@@ -106,6 +106,11 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
     When ``fun`` and ``jac`` are ``@numba.njit`` functions the whole loop runs
     compiled, with bitwise the same results (``options={"compiled": False}``
     opts out).
+
+    When ``x0`` is a CUDA device array (CuPy, a PyTorch CUDA tensor, Numba),
+    or with ``options={"device": "cuda"}``, x, the gradient and the state stay
+    on the GPU: ``fun`` and ``jac`` get and return device arrays, and
+    ``res.x`` is a device array of ``x0``'s kind (see :ref:`guide-gpu`).
 
     Examples
     --------
@@ -153,16 +158,21 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
     if tol is not None:
         options.setdefault("gtol", _check_tol(tol))
     control, hyper = split_options(spec, options)
-    x = as_x0(x0)
-    lo, hi = as_bounds(bounds, x)
-    if lo is not None:
-        np.clip(x, lo, hi, out=x)
     check_constraints(constraints, spec.name)
     for name, value in (("hess", hess), ("hessp", hessp)):
         if value is not None:
             what = ("Hessian information (hess)" if name == "hess" else
                     "Hessian-vector product information (hessp)")
             warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
+    if _device.wanted(x0, control["device"]):
+        res = _device.solve(spec, fun, x0, args, jac, bounds, callback, control, hyper)
+        if control["disp"]:
+            _report(res)
+        return res
+    x = as_x0(x0)
+    lo, hi = as_bounds(bounds, x)
+    if lo is not None:
+        np.clip(x, lo, hi, out=x)
     setup, args, control["maxiter"] = _stochastic.setup_run(control, args)
     sparse = _sparse.check_mode(spec, hyper, control["sparse"], lo is not None,
                                 setup.average is not None)

@@ -9,7 +9,8 @@ from ._registry import METHODS, lookup
 from ._rules import NC
 from ._objective import dense_gradient
 from ._sparse import raw_parts
-from ._state import OptimizerState
+from ._device import is_device_array
+from ._state import OptimizerState, host_array
 
 __all__ = ["Optimizer"]
 
@@ -27,9 +28,12 @@ class Optimizer:
     ----------
     method : str
         A numadam method name (case-insensitive), e.g. ``"adam"``.
-    x : ndarray
+    x : ndarray or CUDA device array
         1-D, C-contiguous, writable float32 or float64 array. It is updated in
-        place by :meth:`step`, in its own dtype.
+        place by :meth:`step`, in its own dtype. A device array (CuPy, a
+        PyTorch CUDA tensor, Numba) keeps the state on the GPU too, and each
+        step is one CUDA kernel (see :ref:`guide-gpu`); the gradients are then
+        device arrays as well.
     bounds : tuple of two ndarrays, optional
         ``(lo, hi)`` arrays of ``x``'s shape; each step ends by projecting
         ``x`` onto them.
@@ -66,8 +70,13 @@ class Optimizer:
         if kind != "numadam":
             raise ValueError(f"method must be one of numadam's methods "
                              f"({', '.join(METHODS)}), got {method!r}")
+        self._device = None
+        if is_device_array(x):
+            self._init_device(spec, x, bounds, state, sparse, options)
+            return
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"x must be a NumPy array, got {type(x).__name__}")
+            raise TypeError(f"x must be a NumPy array or a CUDA device array, got "
+                            f"{type(x).__name__}")
         if x.dtype not in _DTYPES:
             raise TypeError(f"x must be float32 or float64, got dtype {x.dtype}")
         if x.ndim != 1 or not x.flags.c_contiguous or not x.flags.writeable:
@@ -92,6 +101,43 @@ class Optimizer:
 
             self._sparse = SparseSteps(self, sparse, backup=False)
             self._coalesce = Coalescer(x.shape[0], x.dtype)
+
+    def _init_device(self, spec, x, bounds, state, sparse, options):
+        """An Optimizer whose x, gradients and state live on a GPU."""
+        from ._device import DeviceEngine, as_numba, load_cuda, to_host
+        from ._sparse import check_mode
+
+        ck = load_cuda("an Optimizer on a CUDA device array")
+        xd = as_numba(x, "x", ck)
+        if xd.dtype not in _DTYPES:
+            raise TypeError(f"x must be float32 or float64, got dtype {xd.dtype}")
+        if xd.ndim != 1 or not xd.is_c_contiguous():
+            raise ValueError("x must be a 1-D, C-contiguous device array (it is updated "
+                             f"in place), got shape {tuple(xd.shape)}")
+        values = spec.resolve(options)
+        lo = hi = None
+        n = xd.shape[0]
+        if bounds is not None:
+            lo, hi = (np.ascontiguousarray(to_host(b) if hasattr(b, "copy_to_host")
+                                           else b, dtype=xd.dtype) for b in bounds)
+            if lo.shape != (n,) or hi.shape != (n,):
+                raise ValueError(f"bounds must be two arrays of shape {(n,)}, "
+                                 f"got shapes {lo.shape} and {hi.shape}")
+        if sparse is not None and check_mode(spec, values, sparse, bounds is not None,
+                                             False) == "dense":
+            raise ValueError("Optimizer(sparse='dense') is Optimizer(): pass the "
+                             "gradient as an array")
+        engine = DeviceEngine(spec, xd, values, lo, hi, state, ck, guarded=False)
+        if sparse is not None:
+            engine.use_sparse(sparse)
+        self._device = engine
+        self._sparse = None
+        self.spec = spec
+        self.method = spec.name
+        self.options = values
+        self.x = x
+        self.aux = engine.aux
+        self._schedule = engine.schedule
 
     # ------------------------------------------------------------------
     @classmethod
@@ -118,6 +164,7 @@ class Optimizer:
         return self
 
     def _setup(self, spec, x, values, lo, hi, state, parallel, backup):
+        self._device = None
         rule = spec.rule_impl()
         F = rule.flags(values)
         names = rule.slots(F)
@@ -134,7 +181,7 @@ class Optimizer:
         S = W[off:]
         aux = P[H:H + A]
         if state is not None:
-            S[...] = state.S
+            S[...] = host_array(state.S)
             aux[...] = state.aux
         else:
             init = rule.slot_init(values, F)
@@ -177,6 +224,9 @@ class Optimizer:
         overrides the rate for this step only. The gradient is not checked for
         finiteness: this is the bare update.
         """
+        if self._device is not None:
+            self._device_step(g, learning_rate)
+            return
         x = self.x
         if self._sparse is not None:
             parts = raw_parts(g, x.shape[0], x.dtype)
@@ -197,11 +247,29 @@ class Optimizer:
         else:
             self.kernel(x, g, self.W, self.P, lr)
 
+    def _device_step(self, g, learning_rate):
+        from ._device import _check_vector, as_numba, is_device_array
+
+        e = self._device
+        if e.sparse is not None:
+            g = e.sparse.parts(g)
+        else:
+            if not is_device_array(g):
+                raise TypeError(f"the gradient must be a device array, like x, got "
+                                f"{type(g).__name__}")
+            g = as_numba(g, "the gradient", e.ck)
+            if g.shape != (e.n,) or g.dtype != e.dtype or not g.is_c_contiguous():
+                _check_vector(g, e.n, e.dtype, "the gradient")
+        e.step(g, e.rate(learning_rate))
+
     def flush(self):
         """With ``sparse='catchup'``: bring every coordinate up to the last
         step, as if the skipped zero-gradient steps had been taken (x and the
         state change; a no-op otherwise). Call it before reading all of x."""
-        if self._sparse is not None:
+        if self._device is not None:
+            if self._device.sparse is not None:
+                self._device.sparse.flush()
+        elif self._sparse is not None:
             self._sparse.flush()
 
     @property
@@ -210,6 +278,8 @@ class Optimizer:
         return self._state(copy=True)
 
     def _state(self, copy):
+        if self._device is not None:
+            return self._device.state(copy)
         S, aux = (self.S.copy(), self.aux.copy()) if copy else (self.S, self.aux)
         A = self.A
         AS = self.AS if A is not None else None
@@ -219,8 +289,9 @@ class Optimizer:
                               self._names, S, aux, A, AS)
 
     def __repr__(self):
+        where = ", device='cuda'" if self._device is not None else ""
         return (f"Optimizer({self.method!r}, size={self.x.shape[0]}, "
-                f"dtype={self.x.dtype}, step={int(self.aux[0])})")
+                f"dtype={self.x.dtype}, step={int(self.aux[0])}{where})")
 
 
 def check_state(state, spec, F, n, dtype):

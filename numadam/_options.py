@@ -197,6 +197,9 @@ COMMON_OPTIONS = (
     Option("sparse", None, "How to apply sparse gradients (jac returning a "
            "numadam.SparseGradient, a scipy.sparse row or (indices, values)): "
            "'lazy', 'catchup' or 'dense'.", kind="any"),
+    Option("device", None, "Where the run keeps x, the gradient and the state: "
+           "None (the host, or the GPU when x0 is a CUDA device array), 'cpu' or "
+           "'cuda' (see the GPU guide).", kind="any"),
     Option("history", None, "Record the loss, the gradient norm (max(abs(g))) "
            "and the learning rate in res.history: None, 'step' or 'epoch' (means "
            "over each epoch).", kind="any"),

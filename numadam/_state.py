@@ -7,6 +7,11 @@ import numpy as np
 __all__ = ["OptimizerState"]
 
 
+def host_array(a):
+    """``a`` as a NumPy array: copied to the host when it lives on a GPU."""
+    return a if isinstance(a, np.ndarray) else a.copy_to_host()
+
+
 class OptimizerState:
     """Everything a numadam method carries from one step to the next.
 
@@ -31,6 +36,9 @@ class OptimizerState:
         The structural switches the state was made with (``amsgrad``,
         ``nesterov``, whether a momentum buffer is kept, ...). A continued run
         must keep the same state slots.
+    on_device : bool
+        True for the state of a device run: the slots are then Numba device
+        arrays, and a run on the host that continues from it copies them.
     average : ndarray or None
         The running iterate average of a run with the ``average`` option
         (uncorrected for ``'ema'``), so that a continued run averages on.
@@ -101,11 +109,22 @@ class OptimizerState:
         for k, v in state.items():
             object.__setattr__(self, k, v)
 
+    @property
+    def on_device(self):
+        """Whether the slots live on a GPU (the state of a device run)."""
+        return not isinstance(self.S, np.ndarray)
+
     def copy(self):
         avg = None if self.average is None else self.average.copy()
         avs = None if self.average_scalars is None else self.average_scalars.copy()
+        if self.on_device:
+            from ._device import device_copy
+
+            S = device_copy(self.S)
+        else:
+            S = self.S.copy()
         return OptimizerState(self.method, self.rule, self.F, self.names,
-                              self.S.copy(), self.aux.copy(), avg, avs)
+                              S, self.aux.copy(), avg, avs)
 
     def __repr__(self):
         slots = ", ".join(f"{n}: {self.S.dtype}[{self.size}]" for n in self.names)
@@ -121,7 +140,7 @@ class OptimizerState:
                                                     other.average_scalars)))
         return (self.rule == other.rule and self.F == other.F
                 and self.names == other.names
-                and np.array_equal(self.S, other.S)
+                and np.array_equal(host_array(self.S), host_array(other.S))
                 and np.array_equal(self.aux, other.aux) and same_avg)
 
     __hash__ = None

@@ -1,7 +1,22 @@
 """Shared test data: method variants covering every flag, dtypes, problems."""
 
+import os
+import shutil
+import sys
+
 import numpy as np
 import pytest
+
+# The CUDA tests run on the CUDA simulator where there is no NVIDIA GPU (the
+# variable must be set before numba.cuda is first imported); on a machine
+# with a GPU they run unchanged on the device.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not (
+        os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    if "numba" in sys.modules:          # imported for setup.cfg's filterwarnings
+        from numba.core import config
+
+        config.reload_config()
 
 #: (method, options) pairs that together switch on every flag and option
 #: of every rule.

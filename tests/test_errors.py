@@ -214,7 +214,7 @@ def test_adam_state_continues_with_adamw_family_member():
     (lambda: numadam.Optimizer("BFGS", np.zeros(3)), ValueError,
      r"method must be one of numadam's methods \(sgd, .*\), got 'BFGS'"),
     (lambda: numadam.Optimizer("adam", [0.0, 1.0]), TypeError,
-     r"x must be a NumPy array, got list"),
+     r"x must be a NumPy array or a CUDA device array, got list"),
     (lambda: numadam.Optimizer("adam", np.zeros(3, int)), TypeError,
      r"x must be float32 or float64, got dtype int64"),
     (lambda: numadam.Optimizer("adam", np.zeros((3, 2))), ValueError,

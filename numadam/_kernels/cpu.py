@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._rules import NC, get_rule
-from .._rules._math import clip
+from .._rules._math import clip, round_scalars
 
 #: Arrays with at least this many elements use the parallel (``prange``)
 #: kernels, by rule and by (float64, float32).  Measured with
@@ -104,8 +104,7 @@ def step_kernel(rule_name, F, parallel, bounded, backup):
         cf = P[H + A:]
         T = x.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
-        c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
-             T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
+        c = round_scalars(cf, T)
         S = W[off:]
         for i in loop(x.shape[0]):
             xn = update(i, x, g[i], S, c, F)
@@ -116,6 +115,28 @@ def step_kernel(rule_name, F, parallel, bounded, backup):
             x[i] = xn
 
     return step
+
+
+@functools.cache
+def scalars_kernel(rule_name, F, H, A):
+    """``scalars(P, lr, proto) -> (c, cf)``: advance the step count in ``P``
+    and return the step's scalars as :func:`step_kernel` forms them: ``c``
+    rounded to the dtype of the array ``proto``, ``cf`` in float64. For
+    kernels that run elsewhere (CUDA) and take the scalars as arguments."""
+    coefficients = get_rule(rule_name).coefficients
+    version = fingerprint(rule_name)
+
+    @njit(**_JIT)
+    def scalars(P, lr, proto):
+        _ = version
+        cf = P[H + A:]
+        T = proto.dtype.type
+        coefficients(P[:H], P[H:H + A], lr, F, cf, T)
+        c = round_scalars(cf, T)
+        return c, (cf[0], cf[1], cf[2], cf[3], cf[4], cf[5], cf[6], cf[7],
+                   cf[8], cf[9], cf[10], cf[11])
+
+    return scalars
 
 
 @functools.cache

@@ -29,7 +29,7 @@ import functools
 from numba import njit, prange
 
 from .._rules import get_rule
-from .._rules._math import clip
+from .._rules._math import clip, round_scalars
 from .cpu import _JIT, fingerprint, layout
 
 
@@ -51,8 +51,7 @@ def lazy_kernel(rule_name, F, parallel, bounded, backup):
         cf = P[H + A:]
         T = x.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
-        c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
-             T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
+        c = round_scalars(cf, T)
         S = W[off:]
         r = val.shape[1]
         for j in loop(idx.shape[0]):
@@ -91,8 +90,7 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
         T = x.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
         t = int(P[H])
-        c = (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
-             T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
+        c = round_scalars(cf, T)
         S = W[off:]
         r = val.shape[1]
         for j in loop(idx.shape[0]):

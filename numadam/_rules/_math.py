@@ -18,7 +18,32 @@ from fractions import Fraction
 
 import numpy as np
 from numba.core import types
-from numba.extending import intrinsic, overload, register_jitable
+from numba.extending import intrinsic, overload
+
+#: The functions the rules call inside element loops, in definition order.
+#: They are registered here for Numba's CPU target; the CUDA kernels
+#: (:mod:`numadam._kernels.cuda`) register them for the CUDA target when they
+#: are first built, so that importing numadam never imports CUDA.
+DEVICE_FUNCTIONS = []
+
+
+def jitable(fn=None, *, inline=False):
+    """Make ``fn`` callable from Numba-compiled code, as
+    :func:`numba.extending.register_jitable` does, and record it for the CUDA
+    target. ``inline=True`` inlines it at Numba's IR level on the CPU, which
+    lets the ``prange`` loops it sits in vectorise (NVVM inlines device
+    functions by itself)."""
+
+    def wrap(fn):
+        def typer(*args, **kwargs):
+            return fn
+
+        overload(fn, target="cpu", inline="always" if inline else "never",
+                 strict=False)(typer)
+        DEVICE_FUNCTIONS.append(fn)
+        return fn
+
+    return wrap if fn is None else wrap(fn)
 
 
 def fma(a, b, c):
@@ -56,13 +81,13 @@ def _fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@overload(fma)
+@overload(fma, target="cpu")
 def _fma_overload(a, b, c):
     if isinstance(a, types.Float) and a == b == c:
         return lambda a, b, c: _fma(a, b, c)
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def div_by(a, d, r):
     """``a / d``, bitwise, given ``r = 1 / d`` (see the module docstring)."""
     q = a * r
@@ -73,7 +98,7 @@ def div_by(a, d, r):
     return q2
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def clip(xn, W, lo_row, hi_row, i):
     """``xn`` projected onto ``[W[lo_row, i], W[hi_row, i]]`` (the bounds rows
     of the kernels' work array)."""
@@ -84,9 +109,17 @@ def clip(xn, W, lo_row, hi_row, i):
     return xn
 
 
-@register_jitable
+@jitable
 def geometric_sum(r, rk, k):
     """``r + r**2 + ... + r**k`` given ``rk = r**k`` (``k`` when ``r == 1``)."""
     if r == 1.0:
         return k * 1.0
     return r * (1.0 - rk) / (1.0 - r)
+
+
+@jitable(inline=True)
+def round_scalars(cf, T):
+    """The step's float64 scalars ``cf`` rounded once to the element type
+    ``T``, as the tuple the rules' ``update`` takes."""
+    return (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
+            T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))

@@ -2,12 +2,11 @@
 
 import math
 
-from numba.extending import register_jitable
-
 from . import Rule
+from ._math import jitable
 
 
-@register_jitable
+@jitable
 def coefficients(h, aux, lr, F, c, T):
     t = aux[0] + 1.0
     aux[0] = t
@@ -16,7 +15,7 @@ def coefficients(h, aux, lr, F, c, T):
     c[2] = h[3]                            # eps
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def update(i, X, g, S, c, F):
     if F[0]:
         g = g + c[1] * X[i]

@@ -10,13 +10,11 @@ reciprocal is formed, so that the identity holds in float32 too.
 
 import math
 
-from numba.extending import register_jitable
-
 from . import Rule, zeros
-from ._math import div_by, geometric_sum
+from ._math import div_by, geometric_sum, jitable
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def _coupled_decay(i, X, g, enabled, decoupled, wd):
     """The gradient with coupled weight decay, ``g + wd * x``."""
     if enabled and not decoupled:
@@ -24,7 +22,7 @@ def _coupled_decay(i, X, g, enabled, decoupled, wd):
     return g
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def _decoupled_x(i, X, enabled, decoupled, keep):
     """The parameter with decoupled weight decay, ``x * (1 - lr * wd)``.
 
@@ -35,7 +33,7 @@ def _decoupled_x(i, X, enabled, decoupled, keep):
     return X[i]
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def _moments(i, g, S, beta1, omb1, beta2, omb2):
     m = beta1 * S[0, i] + omb1 * g
     v = beta2 * S[1, i] + omb2 * (g * g)
@@ -44,7 +42,7 @@ def _moments(i, g, S, beta1, omb1, beta2, omb2):
     return m, v
 
 
-@register_jitable
+@jitable
 def _adam_scalars(h, aux, c):
     """Step count, ``beta ** t`` bias corrections and the shared scalars.
 
@@ -64,7 +62,7 @@ def _adam_scalars(h, aux, c):
 
 # ----------------------------------------------------------------- adam ----
 
-@register_jitable
+@jitable
 def adam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     c[4] = lr / bc1
@@ -78,7 +76,7 @@ def adam_coefficients(h, aux, lr, F, c, T):
     c[10] = lr * math.sqrt(bc2) / bc1
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def adam_update(i, X, g, S, c, F):
     g = _coupled_decay(i, X, g, F[2], F[1], c[7])
     m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
@@ -92,7 +90,7 @@ def adam_update(i, X, g, S, c, F):
     return x - c[4] * m / (div_by(math.sqrt(v), c[5], c[9]) + c[6])
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def adam_lazy_update(i, X, g, S, c, F):
     """torch.optim.SparseAdam's rule for a touched coordinate: the moments
     as ``m + (1 - beta1) (g - m)`` and the "eps-hat" step
@@ -116,7 +114,7 @@ def adam_lazy_update(i, X, g, S, c, F):
     return x - c[10] * (m / (math.sqrt(v) + c[6]))
 
 
-@register_jitable
+@jitable
 def adam_catchup_factors(k, cf, F):
     """``k`` zero-gradient steps: m decays by beta1**k and v by beta2**k
     (exactly), and x moves by the closed-form sum of the k steps computed with
@@ -148,7 +146,7 @@ def adam_catchup_factors(k, cf, F):
     return d1, d2, qk, a * total
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def adam_catchup(i, X, S, f, F):
     T = X.dtype.type
     m = S[0, i]
@@ -188,7 +186,7 @@ ADAM = Rule(
 
 # --------------------------------------------------------------- adamax ----
 
-@register_jitable
+@jitable
 def adamax_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     c[4] = lr / bc1
@@ -196,7 +194,7 @@ def adamax_coefficients(h, aux, lr, F, c, T):
     c[6] = wd
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def adamax_update(i, X, g, S, c, F):
     if F[0]:
         g = g + c[6] * X[i]
@@ -224,7 +222,7 @@ ADAMAX = Rule(
 
 # ---------------------------------------------------------------- nadam ----
 
-@register_jitable
+@jitable
 def nadam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     beta1 = h[0]
@@ -243,7 +241,7 @@ def nadam_coefficients(h, aux, lr, F, c, T):
     c[10] = T(1.0) / bc2
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def nadam_update(i, X, g, S, c, F):
     g = _coupled_decay(i, X, g, F[1], F[0], c[6])
     m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
@@ -268,7 +266,7 @@ NADAM = Rule(
 
 # ---------------------------------------------------------------- radam ----
 
-@register_jitable
+@jitable
 def radam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     beta2 = h[1]
@@ -289,7 +287,7 @@ def radam_coefficients(h, aux, lr, F, c, T):
         c[6] = 0.0
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def radam_update(i, X, g, S, c, F):
     g = _coupled_decay(i, X, g, F[1], F[0], c[9])
     m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])

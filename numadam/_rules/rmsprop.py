@@ -2,13 +2,11 @@
 
 import math
 
-from numba.extending import register_jitable
-
 from . import Rule, zeros
-from ._math import geometric_sum
+from ._math import geometric_sum, jitable
 
 
-@register_jitable
+@jitable
 def coefficients(h, aux, lr, F, c, T):
     aux[0] = aux[0] + 1.0
     alpha = h[0]
@@ -20,7 +18,7 @@ def coefficients(h, aux, lr, F, c, T):
     c[5] = lr
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def update(i, X, g, S, c, F):
     if F[2]:
         g = g + c[3] * X[i]
@@ -40,7 +38,7 @@ def update(i, X, g, S, c, F):
     return X[i] - c[5] * g / den
 
 
-@register_jitable
+@jitable
 def catchup_factors(k, cf, F):
     """``k`` zero-gradient steps: v (and a) decay by alpha**k; a momentum
     buffer decays by mu**k and moves x by -lr * b * sum_j mu**j (exact for a
@@ -53,7 +51,7 @@ def catchup_factors(k, cf, F):
     return ak, pk, cf[5] * geometric_sum(mu, pk, k)
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def catchup(i, X, S, f, F):
     T = X.dtype.type
     S[0, i] = S[0, i] * T(f[0])

@@ -1,12 +1,10 @@
 """Stochastic gradient descent with optional (Nesterov) momentum."""
 
-from numba.extending import register_jitable
-
 from . import Rule, zeros
-from ._math import geometric_sum
+from ._math import geometric_sum, jitable
 
 
-@register_jitable
+@jitable
 def coefficients(h, aux, lr, F, c, T):
     t = aux[0] + 1.0
     aux[0] = t
@@ -24,7 +22,7 @@ def coefficients(h, aux, lr, F, c, T):
         c[4] = 1.0 - dampening
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def update(i, X, g, S, c, F):
     if F[2]:
         g = g + c[1] * X[i]
@@ -40,7 +38,7 @@ def update(i, X, g, S, c, F):
     return X[i] - c[0] * d
 
 
-@register_jitable
+@jitable
 def catchup_factors(k, cf, F):
     """``k`` zero-gradient steps: the buffer decays by mu**k and x moves by
     -lr * b * sum_j mu**j (mu**(j+1) with Nesterov), in closed form; exact
@@ -56,7 +54,7 @@ def catchup_factors(k, cf, F):
     return pk, cf[0] * total
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def catchup(i, X, S, f, F):
     if not F[0]:
         return X[i]
