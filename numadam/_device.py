@@ -187,6 +187,20 @@ class DeviceEngine:
     def use_sparse(self, mode):
         self.sparse = DeviceSparse(self, mode)
 
+    def gradient(self, g, wrong_kind, what):
+        """``g`` ready for :meth:`step`: a sparse gradient checked and
+        coalesced, a dense one viewed as a Numba device array and checked for
+        shape, dtype and layout (``what`` names it in the message);
+        ``wrong_kind`` is the message for a ``g`` that is no device array."""
+        if self.sparse is not None:
+            return self.sparse.parts(g)
+        if not is_device_array(g):
+            raise TypeError(f"{wrong_kind}, got {type(g).__name__}")
+        gd = as_numba(g, what, self.ck)
+        if gd.shape != (self.n,) or gd.dtype != self.dtype or not gd.is_c_contiguous():
+            _check_vector(gd, self.n, self.dtype, what)
+        return gd
+
     def rate(self, lr=None):
         """The learning rate of the next step."""
         if lr is not None:
@@ -421,16 +435,9 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
         counts["njev"] += 1
         return f, g
 
-    def as_gradient(g, first):
-        if sparse is not None:
-            return engine.sparse.parts(g)
-        if not is_device_array(g):
-            raise TypeError(f"jac must return a device array in a device run ({why}), "
-                            f"got {type(g).__name__}")
-        gd = as_numba(g, "the gradient", ck)
-        if first or gd.shape != (n,) or gd.dtype != dtype:
-            _check_vector(gd, n, dtype, "the gradient jac returns")
-        return gd
+    def as_gradient(g):
+        return engine.gradient(g, f"jac must return a device array in a device run "
+                                  f"({why})", "the gradient jac returns")
 
     def probe_gradient(gd, k):
         vals = gd[1] if sparse is not None else gd
@@ -443,7 +450,7 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     k = 0
     while True:
         f, g_raw = evaluate(need_f)
-        gd = as_gradient(g_raw, k == 0)
+        gd = as_gradient(g_raw)
         probe_gradient(gd, k)
         if need_f:
             f = _as_float(f)
@@ -486,7 +493,7 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     if engine.sparse is not None and engine.sparse.flush():
         # catch-up moved every row: f and g anew at the returned x
         f, g_raw = evaluate(True)
-        gd = as_gradient(g_raw, False)
+        gd = as_gradient(g_raw)
     elif f is None:
         f = fun(xv, *args)
         counts["nfev"] += 1
@@ -508,27 +515,12 @@ def _poll(engine, ck, snapshots, final_k=None):
     """Read the device's stop flag; on a stop at step ``j``, roll the host's
     step count back to ``j`` and return ``(reason, j, what)``.
 
-    With ``final_k`` (the run reached maxiter or ended on the host) the tests
-    of that last iterate are run first, by a guarded step that changes
-    nothing when they hold and is otherwise undone."""
+    With ``final_k`` (the run reached maxiter or ended on the host) the
+    device's tests of that last iterate run first, as a guarded step would
+    run them, without the step."""
     if final_k is not None:
-        B = engine.B.copy_to_host()
-        b = 4 * (final_k % 3)
-        if B[ck.STOP] == 0.0:
-            hit = None
-            if B[b + 1] != 0.0:
-                hit = ck.STOP_NONFINITE
-            elif B[b] <= B[ck.GTOL]:
-                hit = ck.STOP_GTOL
-            elif engine.track and final_k > 0:
-                p = 4 * ((final_k + 2) % 3)
-                if B[p + 2] <= B[ck.XTOL] * max(1.0, B[p + 3]):
-                    hit = ck.STOP_XTOL
-            if hit is not None:
-                B[ck.STOP] = hit
-                B[ck.STOP_STEP] = final_k
-    else:
-        B = engine.B.copy_to_host()
+        ck.test_kernel(engine.track)[1, 1](engine.B, final_k)
+    B = engine.B.copy_to_host()
     reason = B[ck.STOP]
     if reason == 0.0:
         snapshots.clear()

@@ -248,18 +248,8 @@ class Optimizer:
             self.kernel(x, g, self.W, self.P, lr)
 
     def _device_step(self, g, learning_rate):
-        from ._device import _check_vector, as_numba, is_device_array
-
         e = self._device
-        if e.sparse is not None:
-            g = e.sparse.parts(g)
-        else:
-            if not is_device_array(g):
-                raise TypeError(f"the gradient must be a device array, like x, got "
-                                f"{type(g).__name__}")
-            g = as_numba(g, "the gradient", e.ck)
-            if g.shape != (e.n,) or g.dtype != e.dtype or not g.is_c_contiguous():
-                _check_vector(g, e.n, e.dtype, "the gradient")
+        g = e.gradient(g, "the gradient must be a device array, like x", "the gradient")
         e.step(g, e.rate(learning_rate))
 
     def flush(self):

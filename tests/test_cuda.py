@@ -127,7 +127,7 @@ def test_device_state_continues_on_the_host_and_back():
 
 # ----------------------------------------------------------- sparse steps --
 
-def sparse_steps(r, rows, seed=5):
+def sparse_steps(r, seed=5):
     """Row gradients, some unsorted and with repeats."""
     rng = np.random.default_rng(seed)
     out = []
@@ -145,7 +145,7 @@ def test_sparse_step_matches_cpu_kernel(method, options, mode):
     cpu = numadam.Optimizer(method, x.copy(), sparse=mode, learning_rate=0.05, **options)
     xd = cuda.to_device(x)
     dev = numadam.Optimizer(method, xd, sparse=mode, learning_rate=0.05, **options)
-    for idx, val in sparse_steps(r, rows):
+    for idx, val in sparse_steps(r):
         cpu.step(numadam.SparseGradient(idx, val))
         dev.step((cuda.to_device(idx), cuda.to_device(val)))
     close(xd, cpu.x, np.float64)

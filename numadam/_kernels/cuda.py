@@ -171,6 +171,19 @@ def _widen(d, s, xn, xo):
     return (e if e > d else d), (a if a > s else s)
 
 
+@functools.cache
+def test_kernel(track):
+    """``test[1, 1](B, k)``: the guarded kernels' tests before step ``k``
+    (:func:`_guard`), without the step: how a run that ends on the host
+    learns whether the device's tests hold at its last iterate."""
+
+    @cuda.jit
+    def test(B, k):
+        _guard(B, k, track)
+
+    return test
+
+
 @cuda.jit(device=True)
 def _record_change(sh, B, k, d, s):
     """Reduce the step's ``max |x_new - x|`` and ``max |x_new|`` into ``B``."""

@@ -42,6 +42,18 @@ def _moments(i, g, S, beta1, omb1, beta2, omb2):
     return m, v
 
 
+@jitable(inline=True)
+def _amsgrad_max(i, v, S, enabled):
+    """With amsgrad, the running maximum of v (kept in ``S[2]``) stands for v."""
+    if enabled:
+        vmax = S[2, i]
+        if v > vmax:
+            vmax = v
+        S[2, i] = vmax
+        return vmax
+    return v
+
+
 @jitable
 def _adam_scalars(h, aux, c):
     """Step count, ``beta ** t`` bias corrections and the shared scalars.
@@ -80,12 +92,7 @@ def adam_coefficients(h, aux, lr, F, c, T):
 def adam_update(i, X, g, S, c, F):
     g = _coupled_decay(i, X, g, F[2], F[1], c[7])
     m, v = _moments(i, g, S, c[0], c[1], c[2], c[3])
-    if F[0]:
-        vmax = S[2, i]
-        if v > vmax:
-            vmax = v
-        S[2, i] = vmax
-        v = vmax
+    v = _amsgrad_max(i, v, S, F[0])
     x = _decoupled_x(i, X, F[2], F[1], c[8])
     return x - c[4] * m / (div_by(math.sqrt(v), c[5], c[9]) + c[6])
 
@@ -104,12 +111,7 @@ def adam_lazy_update(i, X, g, S, c, F):
     v = v0 + (g * g - v0) * c[3]
     S[0, i] = m
     S[1, i] = v
-    if F[0]:
-        vmax = S[2, i]
-        if v > vmax:
-            vmax = v
-        S[2, i] = vmax
-        v = vmax
+    v = _amsgrad_max(i, v, S, F[0])
     x = _decoupled_x(i, X, F[2], F[1], c[8])
     return x - c[10] * (m / (math.sqrt(v) + c[6]))
 
