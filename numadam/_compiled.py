@@ -40,7 +40,7 @@ from . import _stochastic as st
 from ._kernels import cpu
 from ._rules import get_rule
 from ._rules._math import clip, round_scalars
-from .schedules import Schedule, constant, schedule_value
+from .schedules import Schedule, constant, rate_function
 
 # events returned by the compiled loop besides the statuses of _loop
 CALLBACK_EVENT = -1
@@ -183,7 +183,7 @@ def _sparse_rows_impl(sg, like):
 
 @functools.lru_cache(maxsize=64)
 def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
-              batch_key, history, averaging, sparse_mode):
+              batch_key, history, averaging, sparse_mode, rate_key):
     """Compile the loop for one objective and one run configuration.
 
     Dense gradients live in the rows of ``G`` (2, n), used in turn, so that
@@ -205,6 +205,7 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
     update = rule.update
+    rate = rate_function(*rate_key)
     loop = prange if parallel else range
     combined = mode == "combined"
     off, H_, A_ = cpu.layout(rule_name, bounded, True)
@@ -372,7 +373,7 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                 event = _loop.MAXITER
                 break
             t = aux[0] + 1.0
-            lr = schedule_value(SP, t)
+            lr = rate(SP, t)
             if history:
                 H[2, k] = lr
             if is_sparse:
@@ -427,11 +428,14 @@ def run(engine, objective, control, callback, setup):
     batch_key = ((len(args), batching.positions, batching.gathers)
                  if batching is not None else None)
     sparse_mode = objective.sparse
+    schedule = setup.schedule if setup.schedule is not None else constant(
+        engine.learning_rate)
     loop_fn = make_loop(objective.fun,
                         objective.jac if objective.mode == "callable" else None,
                         objective.mode, jac_out, engine.rule_name, engine.F,
                         engine.parallel, engine.bounded, plain, batch_key,
-                        setup.history is not None, engine.A is not None, sparse_mode)
+                        setup.history is not None, engine.A is not None, sparse_mode,
+                        (schedule.kind, schedule.warmup_steps > 0.0))
     kind = _loop.callback_kind(callback)
     progress = _loop.Progress(maxiter, engine.method) if control["disp"] else None
     if kind is not None:
@@ -440,8 +444,6 @@ def run(engine, objective, control, callback, setup):
         every = progress.every
     else:
         every = 0
-    schedule = setup.schedule if setup.schedule is not None else constant(
-        engine.learning_rate)
     SP = schedule.params
     TS = np.zeros(st.TS_SIZE)
     TS[st.TS_PROD] = 1.0

@@ -129,7 +129,6 @@ def run(engine, objective, control, callback, setup):
     xprev = engine.xprev
     xv = x.view()
     xv.flags.writeable = False
-    kernel = engine.kernel
     W, P = engine.W, engine.P
     aux = engine.aux
     parallel = engine.parallel
@@ -168,6 +167,7 @@ def run(engine, objective, control, callback, setup):
     # each step saves the touched values of x (xb) instead of all of x
     sparse = SparseSteps(engine, objective.sparse) if objective.sparse in (
         "lazy", "catchup") else None
+    kernel = engine.dense_kernel() if sparse is None else None
 
     # with jac_out, gradients alternate between two buffers, so that the
     # previous one survives the next evaluation

@@ -213,7 +213,17 @@ class Optimizer:
         self.A = None
         self.AS = None
         self._schedule = values.get("learning_rate_schedule")
-        preload.load(self.kernel, x, x, W, P, 1.0)
+        self._kernel_ready = False
+
+    def dense_kernel(self):
+        """The dense step kernel, made ready from Numba's on-disk cache on
+        first use (:mod:`numadam._kernels.preload`). Runs that never take a
+        dense step from Python (the compiled loop, sparse steps) skip the
+        cache look-up, which costs more than a small compiled run."""
+        if not self._kernel_ready:
+            preload.load(self.kernel, self.x, self.x, self.W, self.P, 1.0)
+            self._kernel_ready = True
+        return self.kernel
 
     # ------------------------------------------------------------------
     def step(self, g, learning_rate=None):
@@ -245,6 +255,8 @@ class Optimizer:
         if self._sparse is not None:
             self._sparse.step(g, lr)
         else:
+            if not self._kernel_ready:
+                self.dense_kernel()
             self.kernel(x, g, self.W, self.P, lr)
 
     def _device_step(self, g, learning_rate):

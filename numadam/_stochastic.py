@@ -249,13 +249,17 @@ def setup_run(control, args, n_steps_hint=None):
         raise TypeError(f"option 'seed' must be an integer >= 0 or None, got {seed!r}")
     if isinstance(seed, numbers.Integral) and seed < 0:
         raise ValueError(f"option 'seed' must be an integer >= 0 or None, got {seed!r}")
-    batch_rng, fun_rng = seed_streams(seed)
+    batch_size = control["batch_size"]
+    draws = any(a is RNG for a in args)
+    # the generators are made only for runs that draw: seeding costs more
+    # than a small compiled run
+    batch_rng, fun_rng = (seed_streams(seed) if draws or batch_size is not None
+                          else (None, None))
 
-    if any(a is RNG for a in args):
+    if draws:
         rs.objective_rng = fun_rng
         args = tuple(fun_rng if a is RNG else a for a in args)
 
-    batch_size = control["batch_size"]
     maxiter = control["maxiter"]
     if batch_size is not None:
         if isinstance(batch_size, (bool, np.bool_)) or not isinstance(

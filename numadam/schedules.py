@@ -35,6 +35,7 @@ Python-driven loop only (minimize then does not compile the loop).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -68,16 +69,35 @@ def _base(kind, lr, a, b, c, t):
 
 
 @register_jitable
-def schedule_value(p, t):
-    """The rate at step ``t`` of the schedule with parameters ``p``."""
-    kind = int(p[0])
-    w = p[5]
-    if w > 0.0:
+def _value(kind, warm, p, t):
+    if warm:
+        w = p[5]
         if t < w:
             target = _base(kind, p[1], p[2], p[3], p[4], 1.0)
             return p[6] + (target - p[6]) * (t / w)
         t = t - w + 1.0
     return _base(kind, p[1], p[2], p[3], p[4], t)
+
+
+@register_jitable
+def schedule_value(p, t):
+    """The rate at step ``t`` of the schedule with parameters ``p``."""
+    return _value(int(p[0]), p[5] > 0.0, p, t)
+
+
+@functools.cache
+def rate_function(kind, warm):
+    """``rate(p, t)``: :func:`schedule_value` for the schedules of one kind,
+    with (``warm``) or without a warm-up, for compiled loops.
+
+    The kind and the switch are compile-time constants there, so the code of
+    the other kinds is left out; a loop that can reach every kind's
+    arithmetic has the compiler evaluate some of it speculatively on every
+    step. The rates are bitwise those of :func:`schedule_value`.
+    """
+    def rate(p, t):
+        return _value(kind, warm, p, t)
+    return register_jitable(rate)
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,11 @@ def scalars_kernel(rule_name, F, H, A):
     """``scalars(P, lr, proto) -> (c, cf)``: advance the step count in ``P``
     and return the step's scalars as :func:`step_kernel` forms them: ``c``
     rounded to the dtype of the array ``proto``, ``cf`` in float64. For
-    kernels that run elsewhere (CUDA) and take the scalars as arguments."""
-    coefficients = get_rule(rule_name).coefficients
+    kernels that run elsewhere (CUDA) and take the scalars as arguments;
+    they include the sparse modes' scalars (``Rule.sparse_coefficients``)."""
+    rule = get_rule(rule_name)
+    coefficients = rule.coefficients
+    sparse_coefficients = rule.sparse_coefficients
     version = fingerprint(rule_name)
 
     @njit(**_JIT)
@@ -132,6 +135,7 @@ def scalars_kernel(rule_name, F, H, A):
         cf = P[H + A:]
         T = proto.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
+        sparse_coefficients(lr, cf)
         c = round_scalars(cf, T)
         return c, (cf[0], cf[1], cf[2], cf[3], cf[4], cf[5], cf[6], cf[7],
                    cf[8], cf[9], cf[10], cf[11])

@@ -38,6 +38,7 @@ def lazy_kernel(rule_name, F, parallel, bounded, backup):
     """``step(x, idx, val, W, P, lr, xb)``: the lazy sparse step."""
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
+    sparse_coefficients = rule.sparse_coefficients
     update = rule.lazy_update if rule.lazy_update is not None else rule.update
     loop = prange if parallel else range
     version = fingerprint(rule_name)
@@ -51,6 +52,7 @@ def lazy_kernel(rule_name, F, parallel, bounded, backup):
         cf = P[H + A:]
         T = x.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
+        sparse_coefficients(lr, cf)
         c = round_scalars(cf, T)
         S = W[off:]
         r = val.shape[1]
@@ -73,6 +75,7 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
     """``step(x, idx, val, W, P, lr, xb, last)``: the catch-up sparse step."""
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
+    sparse_coefficients = rule.sparse_coefficients
     update = rule.update
     factors = rule.catchup_factors
     replay = rule.catchup
@@ -89,6 +92,7 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
         cf = P[H + A:]
         T = x.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
+        sparse_coefficients(lr, cf)
         t = int(P[H])
         c = round_scalars(cf, T)
         S = W[off:]

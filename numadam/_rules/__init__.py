@@ -43,8 +43,16 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from ._math import jitable
+
 #: Number of per-step scalars a rule may use; the kernels pass them as a tuple.
 NC = 12
+
+
+@jitable
+def no_sparse_coefficients(lr, c):
+    """The :attr:`Rule.sparse_coefficients` of rules whose sparse modes read
+    no scalar beyond the dense ones."""
 
 
 class Rule(NamedTuple):
@@ -83,6 +91,12 @@ class Rule(NamedTuple):
     #: ``catchup(i, X, S, f, F) -> new x``: apply those skipped steps to
     #: coordinate ``i`` (its state in ``S``, in place).
     catchup: Callable | None = None
+    #: ``sparse_coefficients(lr, c)``: the per-step scalars that only the
+    #: sparse modes read (adam: torch.optim.SparseAdam's step size), formed in
+    #: the float64 scalars ``c`` from what :attr:`coefficients` left there;
+    #: kept out of :attr:`coefficients` so that dense steps do not pay for
+    #: them.
+    sparse_coefficients: Callable = no_sparse_coefficients
 
 
 def zeros(options, F):

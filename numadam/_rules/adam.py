@@ -11,7 +11,7 @@ reciprocal is formed, so that the identity holds in float32 too.
 import math
 
 from . import Rule, zeros
-from ._math import div_by, geometric_sum, jitable
+from ._math import div_by, fma, geometric_sum, jitable
 
 
 @jitable(inline=True)
@@ -55,11 +55,34 @@ def _amsgrad_max(i, v, S, enabled):
 
 
 @jitable
+def _power_step(aux, j, beta):
+    """Advance the running power ``beta**t`` kept in ``aux[j]`` (its value)
+    and ``aux[j + 1]`` (its rounding error) by one factor ``beta``, and
+    return it.
+
+    The pair is a double-word number: the product's own rounding error,
+    ``fma(hi, beta, -p)``, is carried along, so after ``t`` steps the pair is
+    ``beta**t`` to within about ``t`` units of 1e-32, and ``aux[j]`` is
+    ``beta**t`` correctly rounded, bitwise what ``beta ** t`` gives with a
+    correctly rounded ``pow``. It costs five flops instead of a ``pow`` call,
+    which takes longer than a whole adam step of a small problem.
+    """
+    hi = aux[j]
+    p = hi * beta
+    e = fma(hi, beta, -p) + aux[j + 1] * beta
+    s = p + e
+    aux[j] = s
+    aux[j + 1] = e - (s - p)
+    return s
+
+
+@jitable
 def _adam_scalars(h, aux, c):
     """Step count, ``beta ** t`` bias corrections and the shared scalars.
 
-    Writes c[0..3] = beta1, 1 - beta1, beta2, 1 - beta2 and returns
-    (t, bc1, bc2, eps, weight_decay).
+    ``aux`` holds ``t`` and the running powers of beta1 and beta2 (see
+    :func:`_power_step`). Writes c[0..3] = beta1, 1 - beta1, beta2,
+    1 - beta2 and returns (t, bc1, bc2, eps, weight_decay).
     """
     t = aux[0] + 1.0
     aux[0] = t
@@ -69,7 +92,14 @@ def _adam_scalars(h, aux, c):
     c[1] = 1.0 - beta1
     c[2] = beta2
     c[3] = 1.0 - beta2
-    return t, 1.0 - beta1 ** t, 1.0 - beta2 ** t, h[2], h[3]
+    return (t, 1.0 - _power_step(aux, 1, beta1), 1.0 - _power_step(aux, 3, beta2),
+            h[2], h[3])
+
+
+#: The running scalars of the Adam family: the step count and the running
+#: powers of beta1 and beta2 with their rounding errors (:func:`_power_step`).
+_AUX = (("t", 0.0), ("beta1_power", 1.0), ("beta1_power_error", 0.0),
+        ("beta2_power", 1.0), ("beta2_power_error", 0.0))
 
 
 # ----------------------------------------------------------------- adam ----
@@ -78,14 +108,23 @@ def _adam_scalars(h, aux, c):
 def adam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     c[4] = lr / bc1
-    sqrt_bc2 = T(math.sqrt(bc2))
+    root = math.sqrt(bc2)
+    sqrt_bc2 = T(root)
     c[5] = sqrt_bc2
     c[6] = eps
     c[7] = wd
     c[8] = 1.0 - lr * wd
     c[9] = T(1.0) / sqrt_bc2
-    # the lazy sparse rule's step size, as torch.optim.SparseAdam forms it
-    c[10] = lr * math.sqrt(bc2) / bc1
+    # for adam_sparse_coefficients
+    c[10] = root
+    c[11] = bc1
+
+
+@jitable
+def adam_sparse_coefficients(lr, c):
+    """The lazy sparse rule's step size, as torch.optim.SparseAdam forms it:
+    ``lr * sqrt(1 - beta2**t) / (1 - beta1**t)``."""
+    c[10] = lr * c[10] / c[11]
 
 
 @jitable(inline=True)
@@ -180,9 +219,11 @@ ADAM = Rule(
     slot_init=zeros,
     coefficients=adam_coefficients,
     update=adam_update,
+    aux=_AUX,
     lazy_update=adam_lazy_update,
     catchup_factors=adam_catchup_factors,
     catchup=adam_catchup,
+    sparse_coefficients=adam_sparse_coefficients,
 )
 
 
@@ -219,6 +260,7 @@ ADAMAX = Rule(
     slot_init=zeros,
     coefficients=adamax_coefficients,
     update=adamax_update,
+    aux=_AUX,
 )
 
 
@@ -231,8 +273,8 @@ def nadam_coefficients(h, aux, lr, F, c, T):
     momentum_decay = h[4]
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * momentum_decay))
-    prod = aux[1] * mu
-    aux[1] = prod
+    prod = aux[5] * mu
+    aux[5] = prod
     bc2 = T(bc2)
     c[4] = bc2
     c[5] = eps
@@ -262,7 +304,7 @@ NADAM = Rule(
     slot_init=zeros,
     coefficients=nadam_coefficients,
     update=nadam_update,
-    aux=(("t", 0.0), ("mu_product", 1.0)),
+    aux=_AUX + (("mu_product", 1.0),),
 )
 
 
@@ -273,7 +315,7 @@ def radam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     beta2 = h[1]
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    rho_t = rho_inf - 2.0 * t * beta2 ** t / bc2
+    rho_t = rho_inf - 2.0 * t * aux[3] / bc2   # aux[3]: beta2 ** t
     bc1 = T(bc1)
     c[4] = lr
     c[5] = bc1
@@ -309,4 +351,5 @@ RADAM = Rule(
     slot_init=zeros,
     coefficients=radam_coefficients,
     update=radam_update,
+    aux=_AUX,
 )
