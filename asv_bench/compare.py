@@ -26,7 +26,9 @@ e. One epoch of minibatch adam on binary logistic regression, 200,000 x 100
 f. Sparse steps on an embedding-shaped problem: 100,000 x 100 float64
    parameters, 1,000 rows touched per step: numadam's lazy and catch-up adam
    steps against ``torch.optim.SparseAdam`` on the same (coalesced)
-   gradients, and the dense steps of numadam and torch (fused).
+   gradients, a Numba kernel that moves the bytes of a lazy step (the
+   touched rows of x, m, v and the gradient) with no arithmetic, and the
+   dense steps of numadam and torch (fused).
 
 Peers that are not installed are skipped. torch, jax and optax are never
 dependencies of numadam: ``pip install torch==2.13.0 jax optax``.
@@ -51,7 +53,8 @@ import numadam
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks.common import (  # noqa: E402  (the asv suite's helpers)
     arrays, embedding_gradients, logreg_data, logreg_functions,
-    optax_logreg_epoch, rosen2, rosen2_der, rosen2_der_out, same_bytes)
+    optax_logreg_epoch, rosen2, rosen2_der, rosen2_der_out, same_bytes,
+    same_bytes_rows)
 
 ROSEN_N_STEPS = 100_000
 
@@ -326,7 +329,14 @@ def target_f(rounds, rows=100_000, cols=100, touched=1_000, n_grads=20):
             opt.step(grads[k % n_grads])
         return run
 
+    xs, Ss = np.zeros(n), np.zeros((2, n))
+
+    def floor():
+        k = counter["k"] = counter["k"] + 1
+        same_bytes_rows(xs, *grads[k % n_grads], Ss)
+
     contenders = {"numadam lazy": stepper(lazy), "numadam catch-up": stepper(catchup),
+                  "same-bytes rows kernel": floor,
                   "numadam dense step": lambda: dense.step(g_dense)}
     try:
         import torch

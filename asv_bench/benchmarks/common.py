@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark modules."""
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 METHODS = ["sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "adamax",
            "nadam", "radam"]
@@ -20,6 +20,24 @@ def same_bytes(x, g, S):
         S[0, i] = S[1, i]
         S[1, i] = c
         x[i] = b if a != a else a
+
+
+@njit(parallel=True, cache=True)
+def same_bytes_rows(x, idx, val, S):
+    """Read the rows ``idx`` of x, m, v and the gradient ``val``, and write
+    those rows of x, m, v, as a lazy sparse adam step does, with no
+    arithmetic: the memory-traffic floor of the sparse step."""
+    r = val.shape[1]
+    for j in prange(idx.shape[0]):
+        base = uint64(idx[j]) * uint64(r)
+        for q in range(r):
+            i = base + uint64(q)
+            a = x[i]
+            b = val[j, q]
+            c = S[0, i]
+            S[0, i] = S[1, i]
+            S[1, i] = c
+            x[i] = b if a != a else a
 
 
 @njit(cache=True, error_model="numpy")
