@@ -173,3 +173,22 @@ def test_random_options_and_shapes_match_reference(mo, n, dtype, seed):
         return
     assert res.x.dtype == dtype
     np.testing.assert_allclose(res.x, ref.x, rtol=rtol, atol=1e-30)
+
+
+@pytest.mark.parametrize("method", ["adam", "nadam", "radam", "adamax"])
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.95, 0.9999), (0.5, 0.8)])
+def test_running_powers_are_correctly_rounded(method, betas):
+    """The bias corrections' beta**t, kept as running products with their
+    rounding error, equal beta**t computed exactly and rounded once."""
+    from fractions import Fraction
+
+    b1, b2 = betas
+    x = np.zeros(3)
+    opt = numadam.Optimizer(method, x, beta1=b1, beta2=b2)
+    g = np.array([1.0, -2.0, 0.5])
+    for t in range(1, 1201):
+        opt.step(g)
+        if t in (1, 2, 10, 97, 500, 1200):
+            s = opt.state.scalars
+            assert s["beta1_power"] == float(Fraction(b1) ** t), t
+            assert s["beta2_power"] == float(Fraction(b2) ** t), t
