@@ -312,6 +312,16 @@ def check_state(state, spec, F, n, dtype):
         raise ValueError(f"options['state'] was made with {state.flags}, which does "
                          f"not match this run's {mine}: it holds {list(state.names)}, "
                          f"this run needs {list(spec.rule_impl().slots(F))}")
+    scalars = [name for name, _ in spec.rule_impl().aux]
+    aux = state.aux
+    if not (isinstance(aux, np.ndarray) and aux.ndim == 1
+            and aux.shape[0] == len(scalars) and aux.dtype == np.float64):
+        got = (f"shape {aux.shape} and dtype {aux.dtype}" if isinstance(aux, np.ndarray)
+               else type(aux).__name__)
+        raise ValueError(f"options['state'] must hold the {len(scalars)} float64 running "
+                         f"scalars of method {spec.name!r} ({', '.join(scalars)}) in "
+                         f"its aux, got {got}; a state saved by an earlier version of "
+                         f"numadam cannot continue a run")
     if state.size != n:
         raise ValueError(f"options['state'] holds {state.size} coordinates, "
                          f"but x0 has {n}")

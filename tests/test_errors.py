@@ -178,6 +178,13 @@ def _state(method="adam", x0=X0, **options):
                             options=dict(options, maxiter=3)).state
 
 
+def _short_aux_state():
+    """A state as earlier versions saved adam's: the step count alone."""
+    st = _state()
+    return numadam.OptimizerState(st.method, st.rule, st.F, st.names, st.S,
+                                  st.aux[:1].copy())
+
+
 @pytest.mark.parametrize("state, kw, exc, match", [
     ("not a state", {}, TypeError,
      r"options\['state'\] must be an OptimizerState \(res.state\), got str"),
@@ -194,6 +201,10 @@ def _state(method="adam", x0=X0, **options):
     (lambda: _state("sgd", momentum=0.9), dict(method="sgd"), ValueError,
      r"\{'momentum_buffer': True, 'nesterov': False, 'weight_decay != 0': False\}, "
      r"which does not match this run's \{'momentum_buffer': False"),
+    (lambda: _short_aux_state(), {}, ValueError,
+     r"options\['state'\] must hold the 5 float64 running scalars of method 'adam' "
+     r"\(t, beta1_power, beta1_power_error, beta2_power, beta2_power_error\) in its "
+     r"aux, got shape \(1,\) and dtype float64; a state saved by an earlier version"),
 ])
 def test_bad_state(state, kw, exc, match):
     state = state() if callable(state) else state

@@ -61,6 +61,43 @@ def rosen2_der(x):
     return out
 
 
+@njit(cache=True, error_model="numpy")
+def adam_rosen2_by_hand(x, steps, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam on Rosenbrock n=2 as one writes it by hand in Numba: the
+    gradient inline, ``beta**t`` by ``pow`` each step, FORMULAS.md's order of
+    operations, no checks. x is updated in place."""
+    m = np.zeros(2)
+    v = np.zeros(2)
+    g = np.empty(2)
+    for t in range(1, steps + 1):
+        rosen2_der_out(x, g)
+        bc1 = 1.0 - b1 ** t
+        bc2 = 1.0 - b2 ** t
+        for i in range(2):
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i]
+            v[i] = b2 * v[i] + (1.0 - b2) * (g[i] * g[i])
+            x[i] -= lr / bc1 * m[i] / (np.sqrt(v[i]) / np.sqrt(bc2) + eps)
+    return x
+
+
+@njit(cache=True, error_model="numpy")
+def adam_rosen2_chain(x, steps, step_size, sqrt_bc2, b1=0.9, b2=0.999, eps=1e-8):
+    """What no adam loop on Rosenbrock n=2 can go below: the dependency chain
+    of a step (x, gradient, m and v, square root, division by sqrt(bc2),
+    eps, division, x), with the per-step scalars frozen, no objective value
+    and no checks. Steps are serial: each starts from the last one's x."""
+    g = np.empty(2)
+    m = np.zeros(2)
+    v = np.zeros(2)
+    for _ in range(steps):
+        rosen2_der_out(x, g)
+        for i in range(2):
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i]
+            v[i] = b2 * v[i] + (1.0 - b2) * (g[i] * g[i])
+            x[i] -= step_size * m[i] / (np.sqrt(v[i]) / sqrt_bc2 + eps)
+    return x
+
+
 def arrays(n, dtype, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(n).astype(dtype)
