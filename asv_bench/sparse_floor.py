@@ -39,18 +39,24 @@ ROWS, COLS, TOUCHED = 100_000, 100, 1_000
 AHEAD = 8
 
 
+@njit(inline="always")
+def move_row(x, idx, val, S, j):
+    """The bytes of row ``idx[j]`` as the rows kernel moves them."""
+    r = val.shape[1]
+    base = uint64(idx[j]) * uint64(r)
+    for q in range(r):
+        i = base + uint64(q)
+        a = x[i]
+        c = S[0, i]
+        S[0, i] = S[1, i]
+        S[1, i] = c
+        x[i] = val[j, q] if a != a else a
+
+
 @njit(cache=True)
 def rows_serial(x, idx, val, S):
-    r = val.shape[1]
     for j in range(idx.shape[0]):
-        base = uint64(idx[j]) * uint64(r)
-        for q in range(r):
-            i = base + uint64(q)
-            a = x[i]
-            c = S[0, i]
-            S[0, i] = S[1, i]
-            S[1, i] = c
-            x[i] = val[j, q] if a != a else a
+        move_row(x, idx, val, S, j)
 
 
 @njit(parallel=True, cache=True)
@@ -65,14 +71,7 @@ def rows_prefetched(x, idx, val, S):
                 prefetch(x, p)
                 prefetch(S[0], p)
                 prefetch(S[1], p)
-        base = uint64(idx[j]) * uint64(r)
-        for q in range(r):
-            i = base + uint64(q)
-            a = x[i]
-            c = S[0, i]
-            S[0, i] = S[1, i]
-            S[1, i] = c
-            x[i] = val[j, q] if a != a else a
+        move_row(x, idx, val, S, j)
 
 
 @njit(parallel=True, cache=True)
