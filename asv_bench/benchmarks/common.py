@@ -64,7 +64,7 @@ def rosen2_der(x):
 @njit(cache=True, error_model="numpy")
 def adam_rosen2_by_hand(x, steps, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     """Adam on Rosenbrock n=2 as one writes it by hand in Numba: the
-    gradient inline, ``beta**t`` by ``pow`` each step, FORMULAS.md's order of
+    gradient inline, ``beta**t`` by ``pow`` each step, torch.optim's order of
     operations, no checks. x is updated in place."""
     m = np.zeros(2)
     v = np.zeros(2)
