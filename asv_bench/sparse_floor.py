@@ -66,8 +66,10 @@ def rows_prefetched(x, idx, val, S):
     for j in prange(k):
         if j + AHEAD < k:
             ahead = uint64(idx[j + AHEAD]) * uint64(r)
-            for q in range(0, r, 8):
-                p = ahead + uint64(q)
+            # a line every 8 values, and the row's last value (rows do not
+            # start on a line)
+            for q in range(0, r + 7, 8):
+                p = ahead + uint64(min(q, r - 1))
                 prefetch(x, p)
                 prefetch(S[0], p)
                 prefetch(S[1], p)
