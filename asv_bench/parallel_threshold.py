@@ -5,8 +5,8 @@
 For each size it times one update step of both kernels side by side in this
 process (best of ``--repeat``) and prints the ratio; the crossover is the
 smallest size from which the parallel kernel stays faster.
-numadam._kernels.cpu.PARALLEL_THRESHOLD holds the values measured on the
-project's 2-core reference machine.
+Each rule's ``parallel_threshold`` (``numadam.methods[name].rule_impl()``)
+holds the values measured on the project's 2-core reference machine.
 """
 
 import argparse
@@ -15,7 +15,6 @@ import time
 import numpy as np
 
 import numadam
-from numadam._kernels import cpu
 
 
 def best_time(opt, g, repeat):
@@ -35,7 +34,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=300)
     args = parser.parse_args()
     sizes = [2 ** k for k in range(10, 21)]
-    print(f"current threshold: {cpu.PARALLEL_THRESHOLD}")
+    for method in args.methods:
+        current = numadam.methods[method].rule_impl().parallel_threshold
+        print(f"{method}: current threshold (float64, float32) {current}")
     for method in args.methods:
         for dtype in args.dtypes:
             crossover = None

@@ -21,6 +21,7 @@ extensions = [
     "sphinx.ext.doctest",
     "numpydoc",
     "options_section",
+    "method_table",
 ]
 
 templates_path = ["_templates"]

@@ -22,18 +22,13 @@ __version__ = "0.1.0"
 
 from . import schedules  # noqa: E402  (light: no compilation at import)
 
-sgd = _make_method(_METHODS["sgd"])
-adagrad = _make_method(_METHODS["adagrad"])
-rmsprop = _make_method(_METHODS["rmsprop"])
-adam = _make_method(_METHODS["adam"])
-amsgrad = _make_method(_METHODS["amsgrad"])
-adamw = _make_method(_METHODS["adamw"])
-adamax = _make_method(_METHODS["adamax"])
-nadam = _make_method(_METHODS["nadam"])
-radam = _make_method(_METHODS["radam"])
+#: The method table: every numadam method's declaration
+#: (:class:`numadam._registry.MethodSpec`), by name, in documentation order;
+#: read-only. ``list(numadam.methods)`` gives the names.
+methods = _METHODS
 
-#: The names of numadam's methods.
-methods = tuple(_METHODS)
+# numadam.sgd, numadam.adam, ...: each method as a scipy custom method.
+globals().update({_name: _make_method(_spec) for _name, _spec in _METHODS.items()})
 
 __all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "RNG",
            "SparseGradient", "methods", "schedules", *methods]

@@ -127,7 +127,8 @@ def build_parser():
     spr = sub.add_parser("sparse", help="the sparse modes (dense, lazy, catch-up) "
                          "on bag-of-words logistic regression")
     spr.add_argument("--method", default="adam",
-                     choices=["sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw"])
+                     choices=[name for name, spec in METHODS.items()
+                              if "lazy" in spec.sparse_modes])
     spr.add_argument("--learning-rate", type=float, default=1e-2)
     spr.add_argument("--epochs", type=int, default=20)
     spr.add_argument("--batch-size", type=int, default=128)

@@ -37,6 +37,7 @@ from numba.extending import overload
 
 from . import _loop
 from . import _stochastic as st
+from ._engine import SparseSteps
 from ._kernels import cpu
 from ._rules import get_rule
 from ._rules._math import clip, round_scalars
@@ -482,7 +483,7 @@ def run(engine, objective, control, callback, setup):
     if sparse_mode in ("lazy", "catchup"):
         gi, gv = g
         mark, where = co.mark, co.where
-        sparse = _loop.SparseSteps(engine, sparse_mode)
+        sparse = SparseSteps(engine, sparse_mode)
         sparse.r = co.r
         if sparse_mode == "catchup":
             sparse.last = last = np.full(n // co.r, int(engine.aux[0]), np.int64)

@@ -24,16 +24,17 @@ step counts are rolled back, and ``nit`` is ``j``.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from . import _stochastic
+from ._arrays import as_bounds, as_x0, device_copy, is_device_array
+from ._device_engine import DeviceEngine, as_numba, load_cuda
 from ._loop import (CALLBACK_STOP, MAXITER, MESSAGES, NONFINITE, SUCCESS,
                     callback_kind)
-from ._rules import NC
-from ._state import OptimizerState
+from ._objective import jac_mode
 
 #: Steps between two polls of the device's stop flag.
 POLL = 64
@@ -43,51 +44,6 @@ _UNSUPPORTED = {
     "history": None, "jac_out": False, "parallel": None, "smoothing": None,
     "patience": None,
 }
-
-
-def is_device_array(a):
-    """Whether ``a`` is a CUDA device array (or the CUDA simulator's)."""
-    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
-
-
-def load_cuda(why):
-    """The CUDA kernels module, or a clear error when numba-cuda or a GPU is
-    missing. ``why`` names what asked for CUDA."""
-    if importlib.util.find_spec("numba_cuda") is None:
-        raise ImportError(f"{why} needs numba-cuda, which is not installed: "
-                          "pip install 'numadam[cuda]'")
-    from numba import cuda
-
-    if not cuda.is_available():
-        raise RuntimeError(
-            f"{why} needs an NVIDIA GPU, and numba.cuda finds none "
-            "(numba.cuda.is_available() is False: no GPU or no driver). Set "
-            "NUMBA_ENABLE_CUDASIM=1 before importing numba to run on the CUDA "
-            "simulator instead (slow; meant for tests).")
-    from ._kernels import cuda as ck
-
-    return ck
-
-
-def as_numba(a, what, ck=None):
-    """A Numba device array viewing the device array ``a`` (no copy)."""
-    if hasattr(a, "copy_to_host") and hasattr(a, "is_c_contiguous"):
-        return a
-    from numba import cuda
-
-    if ck is not None and ck.SIMULATOR:
-        raise TypeError(f"{what} must be a Numba device array on the CUDA "
-                        f"simulator, got {type(a).__name__}")
-    return cuda.as_cuda_array(a)
-
-
-def _check_vector(a, n, dtype, what):
-    shape = tuple(a.shape)
-    if shape != (n,) or a.dtype != dtype:
-        raise ValueError(f"{what} must be a {dtype} device array of shape ({n},), "
-                         f"got {a.dtype} of shape {shape}")
-    if not a.is_c_contiguous():
-        raise ValueError(f"{what} must be C-contiguous")
 
 
 def viewer(x0):
@@ -106,240 +62,6 @@ def viewer(x0):
     return lambda a: a
 
 
-def device_copy(a):
-    """A new Numba device array with the values of device array ``a``."""
-    from numba import cuda
-
-    out = cuda.device_array(a.shape, a.dtype)
-    out.copy_to_device(a)
-    return out
-
-
-def to_host(a):
-    """``a`` as a NumPy array (copied from the device when it lives there)."""
-    return a if isinstance(a, np.ndarray) else a.copy_to_host()
-
-
-# ------------------------------------------------------------------ engine --
-
-class DeviceEngine:
-    """A method's state on the device, bound to the device array ``x``."""
-
-    def __init__(self, spec, x, values, lo, hi, state, ck, guarded, track=False):
-        from numba import cuda
-
-        from ._kernels import cpu
-        from ._optimizer import check_state
-
-        rule = spec.rule_impl()
-        F = rule.flags(values)
-        names = rule.slots(F)
-        n = x.shape[0]
-        dtype = np.dtype(x.dtype)
-        if state is not None:
-            check_state(state, spec, F, n, dtype)
-        bounded = lo is not None
-        off = 2 * int(bounded)
-        H, A = len(rule.hyper), len(rule.aux)
-        W = cuda.device_array((off + len(names), n), dtype)
-        P = np.zeros(H + A + NC, np.float64)
-        P[:H] = [values[name] for name in rule.hyper]
-        aux = P[H:H + A]
-        fill = ck.fill_kernel()[ck.blocks(n), ck.THREADS]
-        if bounded:
-            W[0].copy_to_device(np.ascontiguousarray(lo, dtype))
-            W[1].copy_to_device(np.ascontiguousarray(hi, dtype))
-        if state is not None:
-            for k in range(len(names)):
-                W[off + k].copy_to_device(state.S[k])
-            aux[...] = state.aux
-        else:
-            init = rule.slot_init(values, F) or (0.0,) * len(names)
-            for k, v in enumerate(init):
-                fill(W[off + k], dtype.type(v))
-            aux[...] = [v for _, v in rule.aux]
-        self.spec = spec
-        self.method = spec.name
-        self.rule = rule
-        self.rule_name = rule.name
-        self.F = F
-        self.names = names
-        self.x = x
-        self.n = n
-        self.dtype = dtype
-        self.W = W
-        self.S = W[off:]
-        self.P = P
-        self.aux = aux
-        self.bounded = bounded
-        self.ck = ck
-        self.learning_rate = values["learning_rate"]
-        self.schedule = values.get("learning_rate_schedule")
-        self.scalars = cpu.scalars_kernel(rule.name, F, H, A)
-        self.proto = np.empty(0, dtype)
-        self.B = ck.control_array()
-        self.guarded = guarded
-        self.track = track
-        kernel = ck.step_kernel(rule.name, F, bounded, guarded, track)
-        self.launch = kernel[ck.blocks(n, reduce=track), ck.THREADS]
-        self.sparse = None
-
-    def use_sparse(self, mode):
-        self.sparse = DeviceSparse(self, mode)
-
-    def gradient(self, g, wrong_kind, what):
-        """``g`` ready for :meth:`step`: a sparse gradient checked and
-        coalesced, a dense one viewed as a Numba device array and checked for
-        shape, dtype and layout (``what`` names it in the message);
-        ``wrong_kind`` is the message for a ``g`` that is no device array."""
-        if self.sparse is not None:
-            return self.sparse.parts(g)
-        if not is_device_array(g):
-            raise TypeError(f"{wrong_kind}, got {type(g).__name__}")
-        gd = as_numba(g, what, self.ck)
-        if gd.shape != (self.n,) or gd.dtype != self.dtype or not gd.is_c_contiguous():
-            _check_vector(gd, self.n, self.dtype, what)
-        return gd
-
-    def rate(self, lr=None):
-        """The learning rate of the next step."""
-        if lr is not None:
-            return float(lr)
-        if self.schedule is not None:
-            return float(self.schedule(int(self.aux[0]) + 1))
-        return self.learning_rate
-
-    def step(self, g, lr, k=0):
-        """One update with the device gradient ``g`` (dense, or the ``(idx,
-        val)`` of a sparse one) at learning rate ``lr``."""
-        c, cf = self.scalars(self.P, lr, self.proto)
-        if self.sparse is not None:
-            self.sparse.step(g, c, cf, k)
-        else:
-            self.launch(self.x, g, self.W, c, self.B, k)
-
-    def state(self, copy):
-        S = device_copy(self.S) if copy else self.S
-        return OptimizerState(self.method, self.rule_name, self.F, self.names, S,
-                              self.aux.copy())
-
-
-class DeviceSparse:
-    """Lazy and catch-up steps with device sparse gradients ``(idx, val)``.
-
-    The indices are read on the host (one small copy per step) to check their
-    range, before any state changes, and to sum repeated ones; indices that
-    come sorted and unique, as ``torch.Tensor.coalesce`` gives them, are used
-    as they are."""
-
-    def __init__(self, engine, mode):
-        e = engine
-        ck = e.ck
-        self.engine = e
-        self.mode = mode
-        self.ck = ck
-        make = ck.lazy_kernel if mode == "lazy" else ck.catchup_kernel
-        self.kernel = make(e.rule_name, e.F, e.bounded, e.guarded, e.track)
-        self.r = None
-        self.last = None
-
-    def parts(self, g):
-        """``(idx, val)`` on the device, checked and coalesced."""
-        from numba import cuda
-
-        from ._sparse import SparseGradient
-
-        e = self.engine
-        n = e.n
-        if isinstance(g, SparseGradient):
-            g = (g.indices, g.values)
-        if not (isinstance(g, tuple) and len(g) == 2):
-            raise TypeError("a sparse gradient on the device must be a pair (indices, "
-                            "values) of device arrays, or a SparseGradient, got "
-                            f"{type(g).__name__}")
-        idx, val = g
-        idx = cuda.to_device(idx) if isinstance(idx, np.ndarray) else as_numba(idx, "indices", self.ck)
-        val = (cuda.to_device(np.ascontiguousarray(val, e.dtype)) if isinstance(val, np.ndarray)
-               else as_numba(val, "values", self.ck))
-        if val.dtype != e.dtype:
-            raise ValueError(f"the values of a sparse gradient must be {e.dtype}, "
-                             f"got {val.dtype}")
-        if val.ndim == 1:
-            val = val.reshape(val.shape[0], 1)
-        r = val.shape[1]
-        if self.r is None:
-            if r == 0 or n % r:
-                raise ValueError(f"a sparse gradient with rows of {r} values needs x0's "
-                                 f"size ({n}) to be a multiple of {r}")
-            self.r = r
-        elif r != self.r:
-            raise ValueError(f"the sparse gradients of a run must keep their row "
-                             f"length: {self.r} before, {r} now")
-        ih = idx.copy_to_host()
-        if ih.ndim != 1 or ih.dtype.kind not in "iu" or ih.shape[0] != val.shape[0]:
-            raise ValueError(f"the indices of a sparse gradient must be a 1-D integer "
-                             f"array with one entry per row of values ({val.shape[0]}), "
-                             f"got {ih.dtype} of shape {ih.shape}")
-        rows = n // r
-        bad = np.flatnonzero((ih < 0) | (ih >= rows))
-        if bad.size:
-            i = int(ih[bad[0]])
-            what = (f"row index {i} out of range for {rows} rows of {r}"
-                    if r > 1 else f"index {i} out of range for x0 of size {n}")
-            raise IndexError(f"the sparse gradient has {what}")
-        if ih.size > 1 and not np.all(ih[1:] > ih[:-1]):
-            uniq, inverse = np.unique(ih, return_inverse=True)
-            out = cuda.device_array((uniq.size, r), e.dtype)
-            ck = self.ck
-            fill = ck.fill_kernel()[ck.blocks(out.size), ck.THREADS]
-            fill(out.reshape(out.size), e.dtype.type(0))
-            ck.scatter_kernel()[ck.blocks(val.size), ck.THREADS](
-                cuda.to_device(inverse.astype(np.int64)), val, out)
-            idx, val = cuda.to_device(uniq.astype(np.int64)), out
-        return idx, val
-
-    def step(self, g, c, cf, k):
-        e = self.engine
-        ck = self.ck
-        idx, val = g
-        grid = ck.blocks(val.size, reduce=e.track)
-        if self.mode == "lazy":
-            self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, e.B, k)
-            return
-        t = int(e.aux[0])
-        if self.last is None:
-            from numba import cuda
-
-            self.last = cuda.device_array(e.n // self.r, np.int64)
-            ck.fill_kernel()[ck.blocks(self.last.size), ck.THREADS](self.last, t - 1)
-        self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, cf, e.B, k, self.last, t)
-        ck.mark_kernel()[ck.blocks(idx.size), ck.THREADS](idx, self.last, t, e.B)
-        self.cf = cf
-
-    def flush(self):
-        """Catch-up: bring every row up to the last step."""
-        e = self.engine
-        if self.mode != "catchup" or self.last is None:
-            return False
-        ck = self.ck
-        t = int(e.aux[0])
-        ck.flush_kernel(e.rule_name, e.F, e.bounded)[ck.blocks(e.n), ck.THREADS](
-            e.x, e.W, self.cf, self.last, self.r, t)
-        ck.fill_kernel()[ck.blocks(self.last.size), ck.THREADS](self.last, t)
-        return True
-
-    def dense(self, g):
-        from numba import cuda
-
-        e = self.engine
-        ck = self.ck
-        out = cuda.device_array(e.n, e.dtype)
-        ck.fill_kernel()[ck.blocks(e.n), ck.THREADS](out, e.dtype.type(0))
-        idx, val = g
-        ck.densify_kernel()[ck.blocks(val.size), ck.THREADS](idx, val, out)
-        return out
-
-
 # -------------------------------------------------------------- minimize --
 
 def wanted(x0, device):
@@ -355,11 +77,6 @@ def wanted(x0, device):
 
 def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     """A device-resident minimize run of numadam method ``spec``."""
-    from . import _stochastic
-    from ._minimize import as_bounds, as_x0
-    from ._objective import jac_mode
-    from ._sparse import check_mode
-
     on_device = is_device_array(x0)
     why = "x0 on the GPU" if on_device else "option device='cuda'"
     for name, default in _UNSUPPORTED.items():
@@ -394,7 +111,7 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
         dtype = xh.dtype
     n = src.shape[0] if on_device else xh.shape[0]
     lo, hi = as_bounds(bounds, np.empty(n, dtype))
-    sparse = check_mode(spec, hyper, control["sparse"], lo is not None, False)
+    sparse = spec.sparse_mode(hyper, control["sparse"])
     gtol, ftol, xtol = control["gtol"], control["ftol"], control["xtol"]
     if on_device:
         x = device_copy(src)

@@ -6,18 +6,11 @@ import textwrap
 
 from ._options import COMMON_OPTIONS
 
-_EXAMPLE_OPTIONS = {
-    "sgd": '{"learning_rate": 1e-3, "momentum": 0.9, "nesterov": True, '
-           '"maxiter": 2000}',
-    "adagrad": '{"learning_rate": 0.5, "maxiter": 2000}',
-    "rmsprop": '{"learning_rate": 1e-3, "maxiter": 2000}',
-    "adam": '{"learning_rate": 0.01, "maxiter": 2000}',
-    "amsgrad": '{"learning_rate": 0.01, "maxiter": 2000}',
-    "adamw": '{"learning_rate": 0.01, "weight_decay": 0.0, "maxiter": 2000}',
-    "adamax": '{"learning_rate": 0.01, "maxiter": 2000}',
-    "nadam": '{"learning_rate": 0.01, "maxiter": 2000}',
-    "radam": '{"learning_rate": 3e-3, "maxiter": 2000}',
-}
+
+def _literal(options):
+    """A dict of options as the Python literal an example shows."""
+    items = ", ".join(f"{name!r}: {value!r}" for name, value in options.items())
+    return "{" + items.replace("'", '"') + "}"
 
 
 def options_section(spec):
@@ -80,7 +73,7 @@ Examples
 >>> import numpy as np, numadam, scipy.optimize
 >>> from scipy.optimize import rosen, rosen_der
 >>> x0 = np.array([-1.2, 1.0])
->>> opts = {_EXAMPLE_OPTIONS[spec.name]}
+>>> opts = {_literal(spec.example)}
 >>> res = scipy.optimize.minimize(rosen, x0, method=numadam.{spec.name},
 ...                               jac=rosen_der, options=opts)
 >>> same = numadam.minimize(rosen, x0, method="{spec.name}", jac=rosen_der,

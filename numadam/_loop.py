@@ -27,6 +27,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from . import _stochastic as st
+from ._engine import SparseSteps
 from ._kernels import cpu, preload
 from .schedules import Schedule, schedule_value
 
@@ -263,75 +264,3 @@ def run(engine, objective, control, callback, setup):
     jac = np.array(g, copy=True) if sparse is None else sparse.dense(g)
     return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message, H=H,
                 rows=rows, sparse=sparse)
-
-
-class SparseSteps:
-    """The lazy or catch-up steps of an engine with sparse gradients.
-
-    With ``backup`` each step saves the values of x it touches (for the
-    loops' non-finite check and xtol); :class:`numadam.Optimizer` needs none.
-    """
-
-    def __init__(self, engine, mode, backup=True):
-        from ._kernels import cpu
-        from ._kernels import sparse as sk
-
-        self.engine = engine
-        self.mode = mode
-        self.x = engine.x
-        self.backup = backup
-        args = (engine.rule_name, engine.F)
-        make = sk.lazy_kernel if mode == "lazy" else sk.catchup_kernel
-        self.kernels = {p: make(*args, p, engine.bounded, backup) for p in (False, True)}
-        self.flushes = {p: sk.flush_kernel(*args, p, engine.bounded, backup)
-                        for p in (False, True)}
-        self.norms = {p: cpu.grad_norm_kernel(p) for p in (False, True)}
-        self.changes = {p: sk.change_kernel(p) for p in (False, True)}
-        self.restores = {p: sk.restore_kernel(p) for p in (False, True)}
-        self.densify = sk.densify_kernel(engine.parallel)
-        self.use_parallel = lambda size: cpu.use_parallel(size, None, engine.rule_name,
-                                                          engine.x.dtype)
-        self.last = None
-        self.r = 1
-        self.prev = None           # (idx, xb) of the last step
-
-    def norm(self, g):
-        val = g[1]
-        return self.norms[self.use_parallel(val.size)](val.reshape(-1))
-
-    def step(self, g, lr):
-        idx, val = g
-        par = self.use_parallel(val.size)
-        xb = np.empty_like(val) if self.backup else val
-        if self.mode == "lazy":
-            self.kernels[par](self.x, idx, val, self.engine.W, self.engine.P, lr, xb)
-        else:
-            if self.last is None:
-                self.r = val.shape[1]
-                t0 = int(self.engine.aux[0])
-                self.last = np.full(self.x.shape[0] // self.r, t0, np.int64)
-            self.kernels[par](self.x, idx, val, self.engine.W, self.engine.P, lr, xb,
-                              self.last)
-        if self.backup:
-            self.prev = (idx, xb)
-
-    def undo(self):
-        idx, xb = self.prev
-        self.restores[self.use_parallel(xb.size)](self.x, idx, xb)
-
-    def change(self):
-        idx, xb = self.prev
-        return self.changes[self.use_parallel(xb.size)](self.x, idx, xb)
-
-    def flush(self):
-        """Catch-up: bring every row up to the last step (at the end)."""
-        if self.mode == "catchup" and self.last is not None:
-            par = self.use_parallel(self.x.shape[0])
-            self.flushes[par](self.x, self.engine.W, self.engine.P, self.last, self.r)
-            return True
-        return False
-
-    def dense(self, g):
-        out = np.empty_like(self.x)
-        self.densify(g[0], g[1], out)
-        return out

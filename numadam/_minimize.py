@@ -8,12 +8,13 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.optimize
-from scipy.optimize import Bounds, OptimizeResult
+from scipy.optimize import OptimizeResult
 
-from . import _device, _loop, _sparse, _stochastic
+from . import _device, _loop, _stochastic
+from ._arrays import as_bounds, as_x0
+from ._engine import Engine
 from ._kernels import cpu
 from ._objective import Objective
-from ._optimizer import Optimizer
 from ._options import COMMON_OPTIONS, check_count, unknown_option_message, warn_user
 from ._registry import lookup
 
@@ -44,9 +45,9 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
     args : tuple, optional
         Extra arguments passed to ``fun`` and ``jac``.
     method : str or callable, optional
-        ``"adam"`` (default), ``"sgd"``, ``"adagrad"``, ``"rmsprop"``,
-        ``"amsgrad"``, ``"adamw"``, ``"adamax"``, ``"nadam"``, ``"radam"``
-        (case-insensitive), one of scipy's method names, or a callable.
+        A numadam method (case-insensitive): ``"adam"`` (the default) or any
+        other name in :data:`numadam.methods`, one of scipy's method names,
+        or a callable.
         numadam's method callables (``numadam.adam`` ...) run here; any other
         callable is passed to scipy as a custom method.
     jac : callable, bool, str or None, optional
@@ -174,8 +175,7 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
     if lo is not None:
         np.clip(x, lo, hi, out=x)
     setup, args, control["maxiter"] = _stochastic.setup_run(control, args)
-    sparse = _sparse.check_mode(spec, hyper, control["sparse"], lo is not None,
-                                setup.average is not None)
+    sparse = spec.sparse_mode(hyper, control["sparse"], setup.average is not None)
     objective = Objective(fun, jac, args, x.shape[0], x.dtype, lo, hi)
     if control["jac_out"] and objective.mode not in ("callable", "combined"):
         raise ValueError("option 'jac_out' needs a gradient function: jac must be a "
@@ -190,9 +190,8 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
                                                       x.dtype))
     _loop.callback_kind(callback)  # validates callback
     driver = _choose_driver(control["compiled"], objective, setup)
-    engine = Optimizer._engine(spec, x, hyper, lo, hi, control["state"],
-                               control["parallel"], backup=True,
-                               AS=setup.AS if setup.average else None)
+    engine = Engine(spec, x, hyper, lo, hi, control["state"], control["parallel"],
+                    backup=True, AS=setup.AS if setup.average else None)
     out = driver(engine, objective, control, callback, setup)
     status = out["status"]
     x_last = out["x"]
@@ -213,7 +212,7 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
         x=x_result, fun=fun_value, jac=jac_value, nit=out["nit"],
         nfev=objective.nfev, njev=objective.njev, status=status,
         success=status == _loop.SUCCESS, message=out["message"],
-        state=engine._state(copy=False), **extra)
+        state=engine.state(copy=False), **extra)
     if control["disp"]:
         _report(res)
     return res
@@ -315,81 +314,6 @@ def _check_tol(tol):
     return float(tol)
 
 
-def as_x0(x0):
-    """A fresh, C-contiguous float32/float64 copy of ``x0``."""
-    try:
-        arr = np.asarray(x0)
-    except Exception as exc:
-        raise TypeError(f"x0 must be array_like of real numbers, got "
-                        f"{type(x0).__name__}") from exc
-    if arr.dtype.kind in "iu":
-        arr = arr.astype(np.float64)
-    elif arr.dtype.kind != "f" or arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"x0 must hold float32, float64 or integer values, got "
-                        f"dtype {arr.dtype}")
-    arr = np.atleast_1d(arr)
-    if arr.ndim != 1:
-        raise ValueError(f"x0 must be one-dimensional, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError("x0 must have at least one element, got shape (0,)")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"x0 must be finite, but x0[{i}] is {float(arr[i])!r}")
-    return np.array(arr, dtype=arr.dtype, order="C", copy=True)
-
-
-def as_bounds(bounds, x):
-    """``(lo, hi)`` arrays in x's dtype, or ``(None, None)`` when unbounded."""
-    if bounds is None:
-        return None, None
-    n = x.shape[0]
-    if isinstance(bounds, Bounds):
-        try:
-            lo = np.broadcast_to(np.asarray(bounds.lb, dtype=np.float64), (n,))
-            hi = np.broadcast_to(np.asarray(bounds.ub, dtype=np.float64), (n,))
-        except ValueError:
-            raise ValueError(f"bounds must broadcast to the shape of x0, {(n,)}; "
-                             f"got lb of shape {np.shape(bounds.lb)} and ub of "
-                             f"shape {np.shape(bounds.ub)}") from None
-    else:
-        try:
-            pairs = list(bounds)
-        except TypeError:
-            raise TypeError(f"bounds must be a scipy.optimize.Bounds or a sequence "
-                            f"of (min, max) pairs, got {type(bounds).__name__}") from None
-        if len(pairs) != n:
-            raise ValueError(f"bounds must have one (min, max) pair per element of "
-                             f"x0 ({n}), got {len(pairs)}")
-        lo = np.empty(n)
-        hi = np.empty(n)
-        for i, pair in enumerate(pairs):
-            try:
-                a, b = pair
-            except (TypeError, ValueError):
-                raise ValueError(f"bounds[{i}] must be a (min, max) pair, got "
-                                 f"{pair!r}") from None
-            lo[i] = -np.inf if a is None else _bound_value(a, i)
-            hi[i] = np.inf if b is None else _bound_value(b, i)
-    if np.isnan(lo).any() or np.isnan(hi).any():
-        raise ValueError("bounds must not contain NaN")
-    bad = np.flatnonzero(lo > hi)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"bounds must have min <= max, but bounds[{i}] is "
-                         f"({float(lo[i])!r}, {float(hi[i])!r})")
-    if np.isneginf(lo).all() and np.isposinf(hi).all():
-        return None, None
-    return (np.ascontiguousarray(lo, dtype=x.dtype),
-            np.ascontiguousarray(hi, dtype=x.dtype))
-
-
-def _bound_value(v, i):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"bounds[{i}] must hold real numbers or None, got {v!r}")
-    return float(v)
-
-
 def check_constraints(constraints, method):
     if constraints is None:
         return
@@ -431,4 +355,3 @@ def make_method(spec):
 
     method.__doc__ = method_docstring(spec)
     return method
-

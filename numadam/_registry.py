@@ -1,12 +1,17 @@
-r"""The method declarations.
+r"""The method table: every numadam method, declared once.
 
-Every numadam method is declared here once, as a :class:`MethodSpec`: its
-name, the rule family that computes it, its options with defaults and allowed
-ranges, the options it fixes, its update written as math, and its references.
-The front door, option validation, :func:`numadam.show_options`, the method
-callables and their docstrings, the kernels and the tests all read these
-declarations; adding a method means adding a spec here and, for a new family,
-a rule in :mod:`numadam._rules`.
+Each method is a :class:`MethodSpec`: its name, the rule that computes it
+(a module of :mod:`numadam._rules`), its options with defaults and allowed
+ranges, the options it fixes, the sparse modes it offers, its update written
+as math, its references, and the settings its examples, its demo runs and
+its tests start from. Everything that lists methods reads :data:`METHODS`
+(public as :data:`numadam.methods`): the front door and option validation,
+:func:`numadam.show_options`, the method callables and their docstrings, the
+sparse modes, the command line, the documentation, the tests'
+parametrisation and the asv benchmarks.
+
+Adding a method means adding its rule module (for a new family) and one
+declaration in :data:`_SPECS` below; see the guide "Adding a method".
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from . import schedules
 from ._options import COMMON_OPTIONS, Option, closest
 from ._rules import get_rule
 
-__all__ = ["MethodSpec", "METHODS", "SCIPY_METHODS", "get_spec", "lookup"]
+__all__ = ["MethodSpec", "METHODS", "SCIPY_METHODS", "SPARSE_MODES", "get_spec",
+           "lookup"]
+
+#: The values of option 'sparse' besides None.
+SPARSE_MODES = ("lazy", "catchup", "dense")
 
 
 @dataclass(frozen=True)
@@ -35,9 +45,27 @@ class MethodSpec:
     fixed: Mapping = field(default_factory=dict)
     notes: str = ""
     check: Callable | None = None
+    #: The sparse modes besides 'dense' (which every method has): 'lazy'
+    #: and 'catchup' (which needs the rule's catch-up functions).
+    sparse_modes: tuple = ()
+    #: Options of the runnable example in the method's docstring
+    #: (Rosenbrock from the standard start, with scipy's rosen_der).
+    example: Mapping = field(default_factory=dict)
+    #: Options with which the method solves the standard problems of
+    #: :mod:`numadam.problems` (the command line's demo, tests, benchmarks).
+    demo: Mapping = field(default_factory=dict)
+    #: Option sets that together switch every flag of the rule on and off:
+    #: the configurations the tests check against the reference.
+    variants: tuple = ({},)
 
     def __post_init__(self):
-        object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
+        for name in ("fixed", "example", "demo"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        object.__setattr__(self, "variants",
+                           tuple(MappingProxyType(dict(v)) for v in self.variants))
+        unknown = set(self.sparse_modes) - {"lazy", "catchup"}
+        if unknown:
+            raise ValueError(f"{self.name}: unknown sparse modes {sorted(unknown)}")
 
     # ------------------------------------------------------------------
     @property
@@ -75,11 +103,37 @@ class MethodSpec:
     def rule_impl(self):
         return get_rule(self.rule)
 
+    def sparse_mode(self, values, mode, averaging=False):
+        """Validate ``options['sparse']`` for this method with resolved
+        options ``values``; return the mode, or None for dense gradients."""
+        if mode is None:
+            return None
+        if mode not in SPARSE_MODES:
+            raise ValueError(f"option 'sparse' must be None, 'lazy', 'catchup' or "
+                             f"'dense', got {mode!r}")
+        if mode == "dense":
+            return mode
+        if mode not in self.sparse_modes:
+            having = [name for name, other in METHODS.items() if mode in other.sparse_modes]
+            raise ValueError(f"option sparse={mode!r} is not available for method "
+                             f"{self.name!r}: {'lazy' if mode == 'lazy' else 'catch-up'} "
+                             f"updates exist for {', '.join(having)}; sparse='dense' "
+                             "works with every method")
+        if averaging:
+            raise ValueError(f"option 'average' reads every coordinate each step, which "
+                             f"sparse={mode!r} avoids; use sparse='dense' to average")
+        if mode == "catchup" and values.get("weight_decay", 0.0) != 0.0 and not values.get(
+                "decoupled_weight_decay", False):
+            raise ValueError("sparse='catchup' cannot replay coupled weight decay over the "
+                             "skipped steps (the decay enters the gradient); use "
+                             "decoupled_weight_decay=True (adamw), or sparse='lazy' or "
+                             "'dense'")
+        return mode
+
 
 def _is_schedule(value):
-    from .schedules import Schedule
-
-    return isinstance(value, Schedule) or (callable(value) and not isinstance(value, type))
+    return isinstance(value, schedules.Schedule) or (
+        callable(value) and not isinstance(value, type))
 
 
 # ---------------------------------------------------------------- options --
@@ -191,6 +245,12 @@ _SPECS = (
             "ICML 2013.",
         ),
         check=_check_sgd,
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=1e-3, momentum=0.9, nesterov=True, maxiter=2000),
+        demo=dict(learning_rate=1e-3, momentum=0.9, nesterov=True),
+        variants=({}, dict(momentum=0.9),
+                  dict(momentum=0.9, dampening=0.1, weight_decay=0.01),
+                  dict(momentum=0.9, nesterov=True)),
     ),
     MethodSpec(
         name="adagrad",
@@ -226,6 +286,11 @@ _SPECS = (
             "J. Duchi, E. Hazan and Y. Singer, \"Adaptive Subgradient Methods "
             "for Online Learning and Stochastic Optimization\", JMLR 12, 2011.",
         ),
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=0.5, maxiter=2000),
+        demo=dict(learning_rate=0.5),
+        variants=({}, dict(lr_decay=0.01, initial_accumulator_value=0.1,
+                           weight_decay=0.01)),
     ),
     MethodSpec(
         name="rmsprop",
@@ -265,6 +330,50 @@ _SPECS = (
             "A. Graves, \"Generating Sequences With Recurrent Neural "
             "Networks\", arXiv:1308.0850, 2013.",
         ),
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=1e-3, maxiter=2000),
+        demo=dict(learning_rate=5e-5, momentum=0.9),
+        variants=({}, dict(centered=True), dict(momentum=0.9),
+                  dict(centered=True, momentum=0.9, weight_decay=0.01)),
+    ),
+    MethodSpec(
+        name="adadelta",
+        rule="adadelta",
+        summary="Adadelta: steps scaled by running root-mean-squares of past "
+                "updates and gradients.",
+        options=(
+            _lr(1.0),
+            Option("rho", 0.9, "Decay rate of the running means of squared "
+                   "gradients and squared updates.", lower=0.0, upper=1.0,
+                   symbol=r"\rho"),
+            _eps(1e-6),
+            _wd(),
+        ),
+        math=r"""
+.. math::
+
+   \begin{aligned}
+   g_t &\leftarrow g_t + \lambda x_{t-1} \\
+   u_t &= \rho u_{t-1} + (1 - \rho) g_t^2 \\
+   d_t &= \frac{\sqrt{a_{t-1} + \epsilon}}{\sqrt{u_t + \epsilon}}\, g_t \\
+   a_t &= \rho a_{t-1} + (1 - \rho) d_t^2 \\
+   x_t &= x_{t-1} - \gamma d_t
+   \end{aligned}
+""",
+        symbols=(r":math:`\gamma` is ``learning_rate``, :math:`\rho` is ``rho``, "
+                 r":math:`\epsilon` is ``eps`` and :math:`\lambda` is "
+                 r"``weight_decay``; :math:`u_0 = a_0 = 0`."),
+        notes=("The original method has no learning rate (it is 1.0 here, as "
+               "in torch.optim.Adadelta)."),
+        references=(
+            "M. D. Zeiler, \"ADADELTA: An Adaptive Learning Rate Method\", "
+            "arXiv:1212.5701, 2012.",
+        ),
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=1.0, maxiter=2000),
+        demo=dict(learning_rate=schedules.exponential(1.0, 0.9998), rho=0.95,
+                  eps=1e-4),
+        variants=({}, dict(weight_decay=0.01), dict(rho=0.5, eps=1e-4)),
     ),
     MethodSpec(
         name="adam",
@@ -277,6 +386,11 @@ _SPECS = (
                "outside the bias correction (the 'eps-hat' form); numadam follows "
                "torch.optim.Adam."),
         references=(_KINGMA, _REDDI, _LOSHCHILOV),
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=0.01, maxiter=2000),
+        demo=dict(learning_rate=1e-2),
+        variants=({}, dict(amsgrad=True), dict(weight_decay=0.01),
+                  dict(weight_decay=0.01, decoupled_weight_decay=True)),
     ),
     MethodSpec(
         name="amsgrad",
@@ -289,6 +403,10 @@ _SPECS = (
         notes=("This is ``adam`` with ``amsgrad=True``. optax's amsgrad takes the "
                "maximum of the bias-corrected v; numadam follows torch.optim."),
         references=(_REDDI, _KINGMA),
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=0.01, maxiter=2000),
+        demo=dict(learning_rate=1e-2),
+        variants=({}, dict(weight_decay=0.01)),
     ),
     MethodSpec(
         name="adamw",
@@ -302,6 +420,10 @@ _SPECS = (
         symbols=_ADAM_SYMBOLS,
         notes="This is ``adam`` with ``decoupled_weight_decay=True``.",
         references=(_LOSHCHILOV, _KINGMA, _REDDI),
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=0.01, weight_decay=0.0, maxiter=2000),
+        demo=dict(learning_rate=1e-2, weight_decay=0.0),
+        variants=({}, dict(amsgrad=True)),
     ),
     MethodSpec(
         name="adamax",
@@ -320,6 +442,9 @@ _SPECS = (
 """,
         symbols=_ADAM_SYMBOLS.replace("v_0", "u_0"),
         references=(_KINGMA,),
+        example=dict(learning_rate=0.01, maxiter=2000),
+        demo=dict(learning_rate=1e-2),
+        variants=({}, dict(weight_decay=0.01)),
     ),
     MethodSpec(
         name="nadam",
@@ -348,6 +473,10 @@ _SPECS = (
             "2016 workshop.",
             _KINGMA,
         ),
+        example=dict(learning_rate=0.01, maxiter=2000),
+        demo=dict(learning_rate=1e-3),
+        variants=({}, dict(weight_decay=0.01, decoupled_weight_decay=True),
+                  dict(weight_decay=0.01, momentum_decay=0.01)),
     ),
     MethodSpec(
         name="radam",
@@ -374,6 +503,52 @@ _SPECS = (
             "the Variance of the Adaptive Learning Rate and Beyond\", ICLR 2020.",
             _KINGMA,
         ),
+        example=dict(learning_rate=3e-3, maxiter=2000),
+        demo=dict(learning_rate=3e-3),
+        variants=({}, dict(weight_decay=0.01, decoupled_weight_decay=True),
+                  dict(beta2=0.9)),
+    ),
+    MethodSpec(
+        name="lion",
+        rule="lion",
+        summary="Lion: the sign of an interpolated momentum, with decoupled "
+                "weight decay.",
+        options=(_lr(1e-4),
+                 Option("beta1", 0.9, "Interpolation between the momentum and "
+                        "the gradient that gives the step's sign.", lower=0.0,
+                        upper=1.0, symbol=r"\beta_1"),
+                 Option("beta2", 0.99, "Decay rate of the momentum.", lower=0.0,
+                        upper=1.0, symbol=r"\beta_2"),
+                 _wd(coupled=False)),
+        fixed={"decoupled_weight_decay": True},
+        math=r"""
+.. math::
+
+   \begin{aligned}
+   c_t &= (1 - \beta_1) g_t + \beta_1 m_{t-1} \\
+   x_t &= x_{t-1} - \gamma \left(\operatorname{sign}(c_t) + \lambda x_{t-1}\right) \\
+   m_t &= (1 - \beta_2) g_t + \beta_2 m_{t-1}
+   \end{aligned}
+""",
+        symbols=(r":math:`\gamma` is ``learning_rate``, :math:`\beta_1, \beta_2` "
+                 r"are ``beta1, beta2``, :math:`\lambda` is ``weight_decay`` and "
+                 r":math:`g_t` the gradient at :math:`x_{t-1}`; :math:`m_0 = 0`."),
+        notes=("The numerics are optax.lion's. optax's default weight_decay is "
+               "1e-3 and it has no default learning rate; numadam's defaults "
+               "are those of the paper's experiments and of torch.optim's other "
+               "methods: learning_rate=1e-4, weight_decay=0. The step's size does "
+               "not depend on the gradient's, so the learning rate is usually "
+               "3 to 10 times smaller than adam's."),
+        references=(
+            "X. Chen, C. Liang, D. Huang, E. Real, K. Wang, Y. Liu, H. Pham, "
+            "X. Dong, T. Luong, C.-J. Hsieh, Y. Lu and Q. V. Le, \"Symbolic "
+            "Discovery of Optimization Algorithms\", NeurIPS 2023, "
+            "arXiv:2302.06675.",
+        ),
+        sparse_modes=("lazy", "catchup"),
+        example=dict(learning_rate=1e-3, maxiter=2000),
+        demo=dict(learning_rate=schedules.exponential(3e-3, 0.9995)),
+        variants=({}, dict(weight_decay=0.01), dict(beta1=0.0, beta2=0.9)),
     ),
 )
 

@@ -18,11 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["SparseGradient", "MODES", "check_mode", "Coalescer", "raw_parts"]
-
-MODES = ("lazy", "catchup", "dense")
-#: The methods with lazy and catch-up updates (every method accepts 'dense').
-SPARSE_METHODS = ("sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw")
+__all__ = ["SparseGradient", "Coalescer", "raw_parts"]
 
 
 class SparseGradient:
@@ -188,30 +184,3 @@ class Coalescer:
                     if r > 1 else f"index {bad} out of range for x0 of size {self.n}")
             raise IndexError(f"jac returned a sparse gradient with {what}")
         return out_idx[:got], out_val[:got]
-
-
-def check_mode(spec, values, mode, bounded, averaging):
-    """Validate ``options['sparse']`` for a method; return the mode or None."""
-    if mode is None:
-        return None
-    if mode not in MODES:
-        raise ValueError(f"option 'sparse' must be None, 'lazy', 'catchup' or 'dense', "
-                         f"got {mode!r}")
-    if mode == "dense":
-        return mode
-    if spec.name not in SPARSE_METHODS:
-        raise ValueError(f"option sparse={mode!r} is not available for method "
-                         f"{spec.name!r}: lazy and catch-up updates exist for "
-                         f"{', '.join(SPARSE_METHODS)}; sparse='dense' works with "
-                         "every method")
-    if averaging:
-        raise ValueError(f"option 'average' reads every coordinate each step, which "
-                         f"sparse={mode!r} avoids; use sparse='dense' to average")
-    if mode == "catchup" and values.get("weight_decay", 0.0) != 0.0 and not values.get(
-            "decoupled_weight_decay", False):
-        raise ValueError("sparse='catchup' cannot replay coupled weight decay over the "
-                         "skipped steps (the decay enters the gradient); use "
-                         "decoupled_weight_decay=True (adamw), or sparse='lazy' or "
-                         "'dense'")
-    return mode
-

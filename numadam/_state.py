@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["OptimizerState"]
+from ._arrays import device_copy, host_array
+from ._rules import get_rule
 
-
-def host_array(a):
-    """``a`` as a NumPy array: copied to the host when it lives on a GPU."""
-    return a if isinstance(a, np.ndarray) else a.copy_to_host()
+__all__ = ["OptimizerState", "check_state"]
 
 
 class OptimizerState:
@@ -65,8 +63,6 @@ class OptimizerState:
 
     @property
     def flags(self):
-        from ._rules import get_rule
-
         return dict(zip(get_rule(self.rule).flag_names, self.F))
 
     @property
@@ -79,8 +75,6 @@ class OptimizerState:
 
     @property
     def scalars(self):
-        from ._rules import get_rule
-
         pairs = get_rule(self.rule).aux
         return {name: float(self.aux[k]) for k, (name, _) in enumerate(pairs) if k > 0}
 
@@ -118,8 +112,6 @@ class OptimizerState:
         avg = None if self.average is None else self.average.copy()
         avs = None if self.average_scalars is None else self.average_scalars.copy()
         if self.on_device:
-            from ._device import device_copy
-
             S = device_copy(self.S)
         else:
             S = self.S.copy()
@@ -144,3 +136,36 @@ class OptimizerState:
                 and np.array_equal(self.aux, other.aux) and same_avg)
 
     __hash__ = None
+
+
+def check_state(state, spec, F, n, dtype):
+    """Raise unless ``state`` can continue a run of ``spec`` with flags ``F``.
+
+    The state must come from the same rule and hold the slots this run needs
+    (switches that change no slot, such as nesterov, may differ)."""
+    if not isinstance(state, OptimizerState):
+        raise TypeError(f"options['state'] must be an OptimizerState (res.state), "
+                        f"got {type(state).__name__}")
+    if state.rule != spec.rule:
+        raise ValueError(f"options['state'] comes from method {state.method!r} and "
+                         f"cannot continue method {spec.name!r}")
+    if state.names != tuple(spec.rule_impl().slots(F)):
+        mine = dict(zip(spec.rule_impl().flag_names, F))
+        raise ValueError(f"options['state'] was made with {state.flags}, which does "
+                         f"not match this run's {mine}: it holds {list(state.names)}, "
+                         f"this run needs {list(spec.rule_impl().slots(F))}")
+    scalars = [name for name, _ in spec.rule_impl().aux]
+    aux = state.aux
+    if not (isinstance(aux, np.ndarray) and aux.ndim == 1
+            and aux.shape[0] == len(scalars) and aux.dtype == np.float64):
+        got = (f"shape {aux.shape} and dtype {aux.dtype}" if isinstance(aux, np.ndarray)
+               else type(aux).__name__)
+        raise ValueError(f"options['state'] must hold the {len(scalars)} float64 running "
+                         f"scalars of method {spec.name!r} ({', '.join(scalars)}) in "
+                         f"its aux, got {got}; a state saved by an earlier version of "
+                         f"numadam cannot continue a run")
+    if state.size != n:
+        raise ValueError(f"options['state'] holds {state.size} coordinates, "
+                         f"but x0 has {n}")
+    if state.dtype != dtype:
+        raise ValueError(f"options['state'] is {state.dtype}, but x0 is {dtype}")

@@ -10,9 +10,12 @@ the ``args`` it takes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from numba import njit
+
+from ._registry import METHODS
 
 __all__ = ["Problem", "rosenbrock", "quadratic", "rosen", "rosen_der",
            "rosen_fg", "quad", "quad_der", "quad_fg", "METHOD_SETTINGS"]
@@ -131,15 +134,6 @@ def quadratic(n=20, cond=100.0, seed=0):
 
 
 #: Settings with which each method solves the standard problems: the
-#: learning rate (and, for sgd and rmsprop, momentum) and a step budget.
-METHOD_SETTINGS = {
-    "sgd": dict(learning_rate=1e-3, momentum=0.9, nesterov=True),
-    "adagrad": dict(learning_rate=0.5),
-    "rmsprop": dict(learning_rate=5e-5, momentum=0.9),
-    "adam": dict(learning_rate=1e-2),
-    "amsgrad": dict(learning_rate=1e-2),
-    "adamw": dict(learning_rate=1e-2, weight_decay=0.0),
-    "adamax": dict(learning_rate=1e-2),
-    "nadam": dict(learning_rate=1e-3),
-    "radam": dict(learning_rate=3e-3),
-}
+#: learning rate (and, for sgd and rmsprop, momentum), from each method's
+#: declaration (``numadam.methods[name].demo``).
+METHOD_SETTINGS = MappingProxyType({name: spec.demo for name, spec in METHODS.items()})

@@ -7,6 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+#: tests/compile_report.py: the number of Numba compilations and their time,
+#: printed at the end of the run.
+pytest_plugins = ["compile_report"]
+
 # The CUDA tests run on the CUDA simulator where there is no NVIDIA GPU (the
 # variable must be set before numba.cuda is first imported); on a machine
 # with a GPU they run unchanged on the device.
@@ -18,39 +22,16 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and not (
 
         config.reload_config()
 
-#: (method, options) pairs that together switch on every flag and option
-#: of every rule.
-VARIANTS = [
-    ("sgd", {}),
-    ("sgd", dict(momentum=0.9)),
-    ("sgd", dict(momentum=0.9, dampening=0.1, weight_decay=0.01)),
-    ("sgd", dict(momentum=0.9, nesterov=True)),
-    ("adagrad", {}),
-    ("adagrad", dict(lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.01)),
-    ("rmsprop", {}),
-    ("rmsprop", dict(centered=True)),
-    ("rmsprop", dict(momentum=0.9)),
-    ("rmsprop", dict(centered=True, momentum=0.9, weight_decay=0.01)),
-    ("adam", {}),
-    ("adam", dict(amsgrad=True)),
-    ("adam", dict(weight_decay=0.01)),
-    ("adam", dict(weight_decay=0.01, decoupled_weight_decay=True)),
-    ("amsgrad", {}),
-    ("amsgrad", dict(weight_decay=0.01)),
-    ("adamw", {}),
-    ("adamw", dict(amsgrad=True)),
-    ("adamax", {}),
-    ("adamax", dict(weight_decay=0.01)),
-    ("nadam", {}),
-    ("nadam", dict(weight_decay=0.01, decoupled_weight_decay=True)),
-    ("nadam", dict(weight_decay=0.01, momentum_decay=0.01)),
-    ("radam", {}),
-    ("radam", dict(weight_decay=0.01, decoupled_weight_decay=True)),
-    ("radam", dict(beta2=0.9)),
-]
+import numadam  # noqa: E402  (after the simulator is chosen)
 
-METHODS = ["sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "adamax",
-           "nadam", "radam"]
+#: The method names, from the method table.
+METHODS = list(numadam.methods)
+
+#: (method, options) pairs that together switch on every flag and option
+#: of every rule: each method's declared variants (tests/test_registry.py
+#: checks that they do).
+VARIANTS = [(name, dict(options)) for name, spec in numadam.methods.items()
+            for options in spec.variants]
 
 DTYPES = [np.float64, np.float32]
 

@@ -32,6 +32,8 @@ DEFAULTS = {
                   decoupled_weight_decay=False),
     "radam": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                   weight_decay=0.0, decoupled_weight_decay=False),
+    "adadelta": dict(learning_rate=1.0, rho=0.9, eps=1e-6, weight_decay=0.0),
+    "lion": dict(learning_rate=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0),
 }
 
 
@@ -64,7 +66,8 @@ class Reference:
         fn = {"sgd": self._sgd, "adagrad": self._adagrad, "rmsprop": self._rmsprop,
               "adam": self._adam, "amsgrad": self._adam, "adamw": self._adam,
               "adamax": self._adamax, "nadam": self._nadam,
-              "radam": self._radam}[self.method]
+              "radam": self._radam, "adadelta": self._adadelta,
+              "lion": self._lion}[self.method]
         fn(g)
         return self.x
 
@@ -176,6 +179,25 @@ class Reference:
                 np.sqrt(v) + dt(o["eps"]))
         else:
             self.x = x - lr * m / bc1
+
+    def _adadelta(self, g):
+        o, dt, x = self.o, self.dt, self.x
+        rho, eps = dt(o["rho"]), dt(o["eps"])
+        g = g + dt(o["weight_decay"]) * x
+        u = rho * self._zeros("u") + dt(1 - o["rho"]) * g * g
+        a = self._zeros("a")
+        d = np.sqrt(a + eps) / np.sqrt(u + eps) * g
+        self.state["u"] = u
+        self.state["a"] = rho * a + dt(1 - o["rho"]) * d * d
+        self.x = x - dt(o["learning_rate"]) * d
+
+    def _lion(self, g):
+        o, dt, x = self.o, self.dt, self.x
+        b1, b2 = dt(o["beta1"]), dt(o["beta2"])
+        m = self._zeros("m")
+        c = dt(1 - o["beta1"]) * g + b1 * m
+        self.x = x - dt(o["learning_rate"]) * (np.sign(c) + dt(o["weight_decay"]) * x)
+        self.state["m"] = dt(1 - o["beta2"]) * g + b2 * m
 
 
 def run(method, x0, grad, steps, **options):

@@ -38,7 +38,8 @@ def _run(**kw):
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(method="adma"), ValueError,
      r"Unknown method 'adma'\. Did you mean 'adam'\? Valid methods are numadam's sgd, "
-     r"adagrad, rmsprop, adam, amsgrad, adamw, adamax, nadam, radam and scipy's "
+     r"adagrad, rmsprop, adadelta, adam, amsgrad, adamw, adamax, nadam, radam, lion "
+     r"and scipy's "
      r"Nelder-Mead, .*BFGS"),
     (dict(method="lbfgsb"), ValueError, r"Did you mean 'L-BFGS-B'\?"),
     (dict(method=3), TypeError, r"method must be a string or a callable, got 3 \(int\)"),

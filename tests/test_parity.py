@@ -99,8 +99,11 @@ def _compare_with_torch(torch):
                "adagrad": (torch.optim.Adagrad, {}), "rmsprop": (torch.optim.RMSprop, {}),
                "adam": (torch.optim.Adam, {}), "amsgrad": (torch.optim.Adam, {"amsgrad": True}),
                "adamw": (torch.optim.AdamW, {}), "adamax": (torch.optim.Adamax, {}),
-               "nadam": (torch.optim.NAdam, {}), "radam": (torch.optim.RAdam, {})}
-    for method, (cls, extra) in classes.items():
+               "nadam": (torch.optim.NAdam, {}), "radam": (torch.optim.RAdam, {}),
+               "adadelta": (torch.optim.Adadelta, {}),
+               "adadelta-decay": (torch.optim.Adadelta, dict(rho=0.5, weight_decay=0.01))}
+    for name, (cls, extra) in classes.items():
+        method = name.split("-")[0]
         p = torch.tensor(pr.x0.copy(), dtype=torch.float64, requires_grad=True)
         opt = cls([p], lr=1e-3, foreach=False, **extra)
         for _ in range(300):
@@ -109,5 +112,36 @@ def _compare_with_torch(torch):
         ours = {k: v for k, v in extra.items() if k != "amsgrad" or method == "adam"}
         res = numadam.minimize(pr.fun, pr.x0, args=pr.args, method=method, jac=pr.jac,
                                options=dict(ours, learning_rate=1e-3, maxiter=300, gtol=0))
-        np.testing.assert_allclose(res.x, p.detach().numpy(), rtol=1e-10, atol=1e-14,
-                                   err_msg=method)
+        tol = 1e-12 if method == "adadelta" else 1e-10
+        np.testing.assert_allclose(res.x, p.detach().numpy(), rtol=tol, atol=1e-14,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("options", [{}, dict(weight_decay=0.01),
+                                     dict(beta1=0.5, beta2=0.9, weight_decay=0.1)])
+def test_optax_lion_agrees(options):
+    """A peer check of lion against optax.lion in float64, where installed:
+    optax's order of operations (sign of the interpolation, decayed weights
+    added, scaled by -learning_rate), so the numbers agree to 1e-12."""
+    optax = pytest.importorskip("optax")
+    import jax
+    import jax.numpy as jnp
+
+    pr = quadratic(10, cond=10.0, seed=5)
+    lr, steps = 1e-3, 300
+    with jax.enable_x64(True):
+        tx = optax.lion(lr, b1=options.get("beta1", 0.9), b2=options.get("beta2", 0.99),
+                        weight_decay=options.get("weight_decay", 0.0))
+        params = jnp.asarray(pr.x0, dtype=jnp.float64)
+        state = tx.init(params)
+        for _ in range(steps):
+            g = jnp.asarray(pr.jac(np.asarray(params), *pr.args))
+            updates, state = tx.update(g, state, params)
+            params = optax.apply_updates(params, updates)
+        expected = np.asarray(params)
+    assert expected.dtype == np.float64
+    res = numadam.minimize(pr.fun, pr.x0, args=pr.args, method="lion", jac=pr.jac,
+                           options=dict(options, learning_rate=lr, maxiter=steps, gtol=0))
+    assert res.nit == steps
+    np.testing.assert_allclose(res.x, expected, rtol=1e-12, atol=1e-15)
+    assert not np.array_equal(res.x, pr.x0)

@@ -136,7 +136,7 @@ _RANGES = {
 
 @st.composite
 def method_and_options(draw):
-    method = draw(st.sampled_from(numadam.methods))
+    method = draw(st.sampled_from(list(numadam.methods)))
     names = [n for n in numadam.show_options(method, disp=False).split("Options\n")[1]
              .splitlines() if " : " in n]
     names = [n.split(" : ")[0] for n in names if n.split(" : ")[0] in _RANGES]

@@ -8,6 +8,7 @@ from numba import njit
 import numadam
 from numadam import experiments
 
+from conftest import METHODS
 from reference import SparseAdamReference
 
 N = 40
@@ -147,8 +148,7 @@ def test_sparse_equals_dense_where_skipping_is_exact(method, options, mode):
     np.testing.assert_array_equal(sparse.x, dense.x)
 
 
-@pytest.mark.parametrize("method", ["sgd", "adagrad", "rmsprop", "adam", "amsgrad",
-                                    "adamw", "nadam", "radam", "adamax"])
+@pytest.mark.parametrize("method", METHODS)
 def test_dense_mode_is_the_dense_rule_on_the_densified_gradient(method):
     target, picks = _stream(80)
     jac, _ = _jac_factory(target, picks)
@@ -173,10 +173,13 @@ def test_dense_mode_is_the_dense_rule_on_the_densified_gradient(method):
     ("sgd", {"momentum": 0.9, "nesterov": True}),
     ("rmsprop", {"momentum": 0.5}),
     ("rmsprop", {"momentum": 0.5, "centered": True}),
+    ("adadelta", {}),
+    ("lion", {}),
+    ("lion", {"weight_decay": 0.1}),
 ])
 def test_catchup_replays_skipped_steps_exactly_for_constant_rates(method, options):
-    """For sgd and rmsprop the skipped zero-gradient steps have a closed
-    form; catch-up then equals dense to rounding."""
+    """For sgd, rmsprop, adadelta and lion the skipped zero-gradient steps
+    have a closed form; catch-up then equals dense to rounding."""
     catch = _run_fixed("catchup", method, **options)
     dense = _run_fixed("dense", method, **options)
     np.testing.assert_allclose(catch.x, dense.x, rtol=1e-10, atol=1e-12)
@@ -296,9 +299,12 @@ def test_bad_sparse_gradients_fail_before_any_step(jac_returns, options, exc, ma
 
 @pytest.mark.parametrize("method, options, exc, match", [
     ("nadam", {"sparse": "lazy"}, ValueError,
-     r"option sparse='lazy' is not available for method 'nadam': lazy and catch-up "
-     r"updates exist for sgd, adagrad, rmsprop, adam, amsgrad, adamw; sparse='dense' "
-     r"works with every method"),
+     r"option sparse='lazy' is not available for method 'nadam': lazy updates exist "
+     r"for sgd, adagrad, rmsprop, adadelta, adam, amsgrad, adamw, lion; "
+     r"sparse='dense' works with every method"),
+    ("radam", {"sparse": "catchup"}, ValueError,
+     r"option sparse='catchup' is not available for method 'radam': catch-up updates "
+     r"exist for sgd, adagrad, rmsprop, adadelta, adam, amsgrad, adamw, lion;"),
     ("adam", {"sparse": "compressed"}, ValueError,
      r"option 'sparse' must be None, 'lazy', 'catchup' or 'dense', got 'compressed'"),
     ("adam", {"sparse": "catchup", "weight_decay": 0.1}, ValueError,

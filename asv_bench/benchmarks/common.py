@@ -3,8 +3,10 @@
 import numpy as np
 from numba import njit, prange, uint64
 
-METHODS = ["sgd", "adagrad", "rmsprop", "adam", "amsgrad", "adamw", "adamax",
-           "nadam", "radam"]
+import numadam
+
+#: Every method of the method table.
+METHODS = list(numadam.methods)
 SIZES = [1_000, 100_000, 10_000_000]
 DTYPES = ["float64", "float32"]
 

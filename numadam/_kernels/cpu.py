@@ -20,21 +20,8 @@ import sys
 import numpy as np
 from numba import njit, prange
 
-from .._rules import NC, get_rule
+from .._rules import NC, Rule, get_rule
 from .._rules._math import clip, round_scalars
-
-#: Arrays with at least this many elements use the parallel (``prange``)
-#: kernels, by rule and by (float64, float32).  Measured with
-#: ``python asv_bench/parallel_threshold.py`` on the project's 2-core
-#: reference machine: starting the threads costs about 3.5 us, which pays off
-#: once a serial step takes about twice that.  The rules with a square root
-#: and divisions per element get there at a few thousand elements; sgd, a
-#: multiply-add per element, and float32, twice the elements per vector,
-#: later.
-PARALLEL_THRESHOLD = {
-    "sgd": (1 << 14, 1 << 16),
-    None: (1 << 12, 1 << 14),
-}
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 
@@ -42,9 +29,13 @@ math_nan = float("nan")
 
 
 def use_parallel(n, parallel=None, rule=None, dtype=np.float64):
-    """Whether an array of ``n`` elements should use the parallel kernels."""
+    """Whether an array of ``n`` elements should use the parallel kernels:
+    ``parallel`` when it is True or False, else by the size from which the
+    rule's parallel kernel is faster (:attr:`numadam._rules.Rule.parallel_threshold`;
+    the adaptive rules' value when ``rule`` is None)."""
     if parallel is None:
-        f64, f32 = PARALLEL_THRESHOLD.get(rule, PARALLEL_THRESHOLD[None])
+        f64, f32 = (get_rule(rule).parallel_threshold if rule is not None
+                    else Rule._field_defaults["parallel_threshold"])
         return n >= (f32 if np.dtype(dtype) == np.float32 else f64)
     return bool(parallel)
 

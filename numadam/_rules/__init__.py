@@ -22,6 +22,11 @@ minimize loop, sparse and CUDA kernels) calls:
     kernels run fastest when ``X[i]`` is read late in the iteration, after the
     state; rules read it early only for coupled weight decay.
 
+Each rule lives in a module of its own in this package, which defines its
+:class:`Rule` at module level; :func:`get_rule` finds every such module by
+itself, so a new rule is a new module and nothing else here.
+:mod:`numadam._registry` declares the methods that use the rules.
+
 Sparse gradients use the same rules (see :mod:`numadam._kernels.sparse`): a
 rule may add a ``lazy_update`` (a different rule for the lazy mode) and the
 ``catchup_factors``/``catchup`` pair that replays skipped zero-gradient steps
@@ -41,6 +46,9 @@ that the loops they are inlined into vectorise.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from typing import Callable, NamedTuple
 
 from ._math import jitable
@@ -97,6 +105,15 @@ class Rule(NamedTuple):
     #: kept out of :attr:`coefficients` so that dense steps do not pay for
     #: them.
     sparse_coefficients: Callable = no_sparse_coefficients
+    #: Arrays with at least this many elements use the parallel (``prange``)
+    #: kernels, for (float64, float32). Measured with
+    #: ``python asv_bench/parallel_threshold.py`` on the project's 2-core
+    #: reference machine: starting the threads costs about 3.5 us, which pays
+    #: off once a serial step takes about twice that. Rules with a square root
+    #: and divisions per element get there at a few thousand elements; a
+    #: multiply-add per element (sgd), and float32 (twice the elements per
+    #: vector), later.
+    parallel_threshold: tuple = (1 << 12, 1 << 14)
 
 
 def zeros(options, F):
@@ -104,13 +121,23 @@ def zeros(options, F):
     return None
 
 
+@functools.cache
+def rules():
+    """Every rule, by name: the :class:`Rule` objects defined at module level
+    in the modules of this package (imported here, once)."""
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, Rule):
+                if value.name in found and found[value.name] is not value:
+                    raise RuntimeError(f"two rules are called {value.name!r}")
+                found[value.name] = value
+    return found
+
+
 def get_rule(name):
     """Return the rule called ``name``."""
-    from . import adagrad, adam, rmsprop, sgd
-
-    rules = {
-        r.name: r
-        for r in (sgd.SGD, adagrad.ADAGRAD, rmsprop.RMSPROP, adam.ADAM,
-                  adam.ADAMAX, adam.NADAM, adam.RADAM)
-    }
-    return rules[name]
+    return rules()[name]

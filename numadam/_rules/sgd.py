@@ -84,4 +84,5 @@ SGD = Rule(
     update=update,
     catchup_factors=catchup_factors,
     catchup=catchup,
+    parallel_threshold=(1 << 14, 1 << 16),
 )

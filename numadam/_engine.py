@@ -1,0 +1,231 @@
+"""The engine: a method's state and kernels bound to one array, built once.
+
+:func:`plan` turns a method's declaration, its validated options and an
+optional state to continue from into the arrays every engine keeps:
+
+``W`` (rows, n), in the parameters' dtype
+    the previous iterate (with ``backup``), the lower and upper bounds (with
+    bounds) and then the rule's state slots (see
+    :func:`numadam._kernels.cpu.layout`);
+``P`` (float64)
+    the rule's hyperparameters, its running scalars ``aux`` (the step count
+    first) and room for the per-step scalars.
+
+:class:`Engine` keeps them on the host and steps with the CPU kernels;
+:class:`numadam._device_engine.DeviceEngine` builds the same plan with ``W``
+on a GPU. The drivers (:mod:`numadam._loop`, :mod:`numadam._compiled`,
+:mod:`numadam._device`) and :class:`numadam.Optimizer` step engines; they
+never build the arrays themselves.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._arrays import host_array
+from ._kernels import cpu, preload
+from ._kernels import sparse as sk
+from ._rules import NC
+from ._state import OptimizerState, check_state
+
+__all__ = ["Plan", "plan", "Engine", "SparseSteps"]
+
+
+class Plan(NamedTuple):
+    """What an engine of a method holds, before its arrays are placed."""
+
+    rule: object
+    #: the rule's structural flags for these options
+    F: tuple
+    #: the names of the state slots
+    names: tuple
+    #: the first slot row of ``W``
+    off: int
+    #: the float64 scalars, hyperparameters and running scalars filled in
+    P: np.ndarray
+    #: the slots' starting values: the state's array (host or device), or
+    #: one float per slot
+    init: object
+
+
+def plan(spec, values, n, dtype, state=None, bounded=False, backup=False):
+    """The engine arrays of method ``spec`` with validated options ``values``
+    for ``n`` coordinates of ``dtype``, continuing ``state`` when given
+    (checked here, before anything is built)."""
+    rule = spec.rule_impl()
+    F = rule.flags(values)
+    names = tuple(rule.slots(F))
+    if state is not None:
+        check_state(state, spec, F, n, np.dtype(dtype))
+    off, H, A = cpu.layout(rule.name, bounded, backup)
+    P = np.zeros(H + A + NC, np.float64)
+    P[:H] = [values[name] for name in rule.hyper]
+    if state is not None:
+        P[H:H + A] = state.aux
+        init = state.S
+    else:
+        P[H:H + A] = [v for _, v in rule.aux]
+        init = rule.slot_init(values, F) or (0.0,) * len(names)
+    return Plan(rule, F, names, off, P, init)
+
+
+class Engine:
+    """A method's state and compiled kernels, bound to the host array ``x``.
+
+    ``backup`` keeps the previous iterate in ``W[0]`` (written by the step
+    kernel in the same pass), for the loops' non-finite rollback and xtol.
+    ``AS`` (the averaging scalars of :mod:`numadam._stochastic`) asks for an
+    iterate average, kept with the state.
+    """
+
+    def __init__(self, spec, x, values, lo=None, hi=None, state=None, parallel=None,
+                 backup=False, AS=None):
+        n = x.shape[0]
+        dtype = x.dtype
+        bounded = lo is not None
+        p = plan(spec, values, n, dtype, state, bounded, backup)
+        rule = p.rule
+        W = np.zeros((p.off + len(p.names), n), dtype)
+        S = W[p.off:]
+        if isinstance(p.init, tuple):
+            for k, v in enumerate(p.init):
+                if v != 0.0:
+                    S[k].fill(v)
+        else:
+            S[...] = host_array(p.init)
+        if bounded:
+            W[int(backup)] = lo
+            W[int(backup) + 1] = hi
+        H = len(rule.hyper)
+        self.spec = spec
+        self.method = spec.name
+        self.options = values
+        self.x = x
+        self.W = W
+        self.P = p.P
+        self.S = S
+        self.aux = p.P[H:H + len(rule.aux)]
+        self.learning_rate = values["learning_rate"]
+        self.schedule = values.get("learning_rate_schedule")
+        self.bounded = bounded
+        self.xprev = W[0] if backup else None
+        self.rule = rule
+        self.rule_name = rule.name
+        self.names = p.names
+        self.F = p.F
+        self.parallel = cpu.use_parallel(n, parallel, rule.name, dtype)
+        self.kernel = cpu.step_kernel(rule.name, p.F, self.parallel, bounded, backup)
+        self._kernel_ready = False
+        self.A = None
+        self.AS = None
+        if AS is not None:
+            if state is not None and state.average is not None:
+                if int(state.average_scalars[0]) != int(AS[0]):
+                    raise ValueError("options['state'] holds an iterate average of "
+                                     "another kind than option 'average' asks for")
+                self.A = state.average.copy()
+                self.AS = state.average_scalars.copy()
+                self.AS[1:3] = AS[1:3]
+            else:
+                self.A = np.zeros_like(x)
+                self.AS = np.array(AS, dtype=np.float64)
+
+    def dense_kernel(self):
+        """The dense step kernel, made ready from Numba's on-disk cache on
+        first use (:mod:`numadam._kernels.preload`). Runs that never take a
+        dense step from Python (the compiled loop, sparse steps) skip the
+        cache look-up, which costs more than a small compiled run."""
+        if not self._kernel_ready:
+            preload.load(self.kernel, self.x, self.x, self.W, self.P, 1.0)
+            self._kernel_ready = True
+        return self.kernel
+
+    def rate(self, lr=None):
+        """The learning rate of the next step: ``lr`` when given, else the
+        schedule's value at the next step, else the constant rate."""
+        if lr is not None:
+            return float(lr)
+        if self.schedule is not None:
+            return float(self.schedule(int(self.aux[0]) + 1))
+        return self.learning_rate
+
+    def state(self, copy):
+        """The :class:`OptimizerState` (sharing the arrays unless ``copy``)."""
+        S, aux = (self.S.copy(), self.aux.copy()) if copy else (self.S, self.aux)
+        A = self.A
+        AS = self.AS if A is not None else None
+        if copy and A is not None:
+            A, AS = A.copy(), AS.copy()
+        return OptimizerState(self.method, self.rule_name, self.F, self.names, S, aux,
+                              A, AS)
+
+
+class SparseSteps:
+    """The lazy or catch-up steps of an engine with sparse gradients.
+
+    With ``backup`` each step saves the values of x it touches (for the
+    loops' non-finite check and xtol); :class:`numadam.Optimizer` needs none.
+    """
+
+    def __init__(self, engine, mode, backup=True):
+        self.engine = engine
+        self.mode = mode
+        self.x = engine.x
+        self.backup = backup
+        args = (engine.rule_name, engine.F)
+        make = sk.lazy_kernel if mode == "lazy" else sk.catchup_kernel
+        self.kernels = {p: make(*args, p, engine.bounded, backup) for p in (False, True)}
+        self.flushes = {p: sk.flush_kernel(*args, p, engine.bounded, backup)
+                        for p in (False, True)}
+        self.norms = {p: cpu.grad_norm_kernel(p) for p in (False, True)}
+        self.changes = {p: sk.change_kernel(p) for p in (False, True)}
+        self.restores = {p: sk.restore_kernel(p) for p in (False, True)}
+        self.densify = sk.densify_kernel(engine.parallel)
+        self.use_parallel = lambda size: cpu.use_parallel(size, None, engine.rule_name,
+                                                          engine.x.dtype)
+        self.last = None
+        self.r = 1
+        self.prev = None           # (idx, xb) of the last step
+
+    def norm(self, g):
+        val = g[1]
+        return self.norms[self.use_parallel(val.size)](val.reshape(-1))
+
+    def step(self, g, lr):
+        idx, val = g
+        par = self.use_parallel(val.size)
+        xb = np.empty_like(val) if self.backup else val
+        if self.mode == "lazy":
+            self.kernels[par](self.x, idx, val, self.engine.W, self.engine.P, lr, xb)
+        else:
+            if self.last is None:
+                self.r = val.shape[1]
+                t0 = int(self.engine.aux[0])
+                self.last = np.full(self.x.shape[0] // self.r, t0, np.int64)
+            self.kernels[par](self.x, idx, val, self.engine.W, self.engine.P, lr, xb,
+                              self.last)
+        if self.backup:
+            self.prev = (idx, xb)
+
+    def undo(self):
+        idx, xb = self.prev
+        self.restores[self.use_parallel(xb.size)](self.x, idx, xb)
+
+    def change(self):
+        idx, xb = self.prev
+        return self.changes[self.use_parallel(xb.size)](self.x, idx, xb)
+
+    def flush(self):
+        """Catch-up: bring every row up to the last step (at the end)."""
+        if self.mode == "catchup" and self.last is not None:
+            par = self.use_parallel(self.x.shape[0])
+            self.flushes[par](self.x, self.engine.W, self.engine.P, self.last, self.r)
+            return True
+        return False
+
+    def dense(self, g):
+        out = np.empty_like(self.x)
+        self.densify(g[0], g[1], out)
+        return out
