@@ -33,8 +33,11 @@ If the environment variable ``NUMADAM_COMPILE_REPORT`` names a file, a JSON
 object is written there with ``compilations``, ``failed_compilations``,
 ``compile_seconds``, ``cache_loads``, ``cache_load_seconds``,
 ``wall_seconds``, ``process_seconds`` (the time the percentage refers to),
-``workers`` and ``slowest``: the 20 slowest outermost compilations, each with
-``function`` (qualified name), ``module``, ``signature`` and ``seconds``.
+``workers``, ``slowest``: the 20 slowest outermost compilations, each with
+``function`` (qualified name), ``module``, ``signature`` and ``seconds``, and
+``by_function``: for each compiled function (``module.qualname``), its
+number of compilations (nested ones included) and the seconds of its
+outermost ones.
 
 Enable it with ``pytest_plugins = ["compile_report"]`` in a conftest.py, or
 ``-p compile_report`` with this directory on ``PYTHONPATH``.
@@ -63,6 +66,7 @@ class CompileTally(event.Listener):
         self.cache_loads = 0
         self.cache_load_seconds = 0.0
         self.outermost = []        # (seconds, qualname, module, signature)
+        self.by_function = {}      # "module.qualname": [compilations, seconds]
         self._started = []         # start times of the events now open
 
     def on_start(self, ev):
@@ -74,10 +78,15 @@ class CompileTally(event.Listener):
         # Event.is_failed is inverted in this Numba version; read the field.
         if getattr(ev, "_exc_details", None) is not None:
             self.failed += 1
+        func = getattr(ev.data["dispatcher"], "py_func", None)
+        key = (f"{getattr(func, '__module__', '')}."
+               f"{getattr(func, '__qualname__', repr(func))}")
+        entry = self.by_function.setdefault(key, [0, 0.0])
+        entry[0] += 1
         if self._started:                # nested: its time is the caller's
             return
+        entry[1] += seconds
         self.seconds += seconds
-        func = getattr(ev.data["dispatcher"], "py_func", None)
         signature = ", ".join(str(a) for a in ev.data["args"])
         self.outermost.append((seconds, getattr(func, "__qualname__", repr(func)),
                                getattr(func, "__module__", ""), signature))
@@ -103,6 +112,7 @@ class CompileTally(event.Listener):
             wall_seconds=time.perf_counter() - self.start,
             slowest=[dict(function=f, module=m, signature=s, seconds=t)
                      for t, f, m, s in slowest],
+            by_function={k: list(v) for k, v in self.by_function.items()},
         )
 
 
@@ -121,6 +131,13 @@ def _merge(own, workers):
             for key in ("compilations", "failed_compilations", "compile_seconds",
                         "cache_loads", "cache_load_seconds"):
                 total[key] += w[key]
+        by_function = {k: list(v) for k, v in own["by_function"].items()}
+        for w in workers:
+            for k, (count, seconds) in w["by_function"].items():
+                entry = by_function.setdefault(k, [0, 0.0])
+                entry[0] += count
+                entry[1] += seconds
+        total["by_function"] = by_function
         slowest = own["slowest"] + [e for w in workers for e in w["slowest"]]
         slowest.sort(key=lambda e: e["seconds"], reverse=True)
         total["slowest"] = slowest[:_N_SLOWEST]
