@@ -421,8 +421,8 @@ def run(engine, objective, control, callback, setup):
     x = engine.x
     n = x.shape[0]
     dtype = x.dtype
-    jac_out = control["jac_out"]
-    maxiter = control["maxiter"]
+    jac_out = control.jac_out
+    maxiter = control.maxiter
     batching = setup.batching
     args = tuple(objective.args)
     plain = setup.smoothing == 0.0 and setup.patience == 1
@@ -438,9 +438,9 @@ def run(engine, objective, control, callback, setup):
                         setup.history is not None, engine.A is not None, sparse_mode,
                         (schedule.kind, schedule.warmup_steps > 0.0))
     kind = _loop.callback_kind(callback)
-    progress = _loop.Progress(maxiter, engine.method) if control["disp"] else None
+    progress = _loop.Progress(maxiter, engine.method) if control.disp else None
     if kind is not None:
-        every = control["callback_every"]
+        every = control.callback_every
     elif progress is not None:
         every = progress.every
     else:
@@ -498,7 +498,7 @@ def run(engine, objective, control, callback, setup):
     IS[I_NEXT_CB] = every if every > 0 else -1
     IS[I_STAMP] = co.stamp if sparse_mode is not None else 0
     FS = np.array([f, math.nan])
-    tol = np.array([control["gtol"], control["ftol"], control["xtol"]])
+    tol = np.array([control.gtol, control.ftol, control.xtol])
     # resume: 0 draws and evaluates the next iterate, 1 goes on with the
     # evaluated iterate k, 2 with iterate k after its callback
     resume = 1
@@ -519,7 +519,7 @@ def run(engine, objective, control, callback, setup):
             if progress is not None:
                 progress.update(k, FS[F_F])
             grad = G[IS[I_CUR]] if sparse is None else sparse.dense((gi, gv))
-            if kind is not None and k % control["callback_every"] == 0 and \
+            if kind is not None and k % control.callback_every == 0 and \
                     _loop.call_callback(callback, kind, x, FS[F_F], grad, k):
                 status, message = _loop.CALLBACK_STOP, _loop.MESSAGES[_loop.CALLBACK_STOP]
                 break

@@ -80,10 +80,10 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     on_device = is_device_array(x0)
     why = "x0 on the GPU" if on_device else "option device='cuda'"
     for name, default in _UNSUPPORTED.items():
-        if control.get(name, default) != default:
+        if getattr(control, name) != default:
             raise ValueError(f"option {name!r} is not supported by device runs "
                              f"({why}); see the GPU guide for what runs there")
-    if control["compiled"]:
+    if control.compiled:
         raise ValueError(f"option 'compiled'=True is not supported by device runs "
                          f"({why}): fun and jac run as given, on device arrays")
     if not callable(fun):
@@ -92,7 +92,7 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     if mode not in ("callable", "combined"):
         raise ValueError(f"device runs ({why}) need a gradient function: jac must be a "
                          f"callable or True, got {jac!r}")
-    if control["sparse"] == "dense":
+    if control.sparse == "dense":
         raise ValueError(f"option sparse='dense' is not supported by device runs ({why}); "
                          "use 'lazy' or 'catchup'")
     setup, args, maxiter = _stochastic.setup_run(control, args)
@@ -111,15 +111,15 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
         dtype = xh.dtype
     n = src.shape[0] if on_device else xh.shape[0]
     lo, hi = as_bounds(bounds, np.empty(n, dtype))
-    sparse = spec.sparse_mode(hyper, control["sparse"])
-    gtol, ftol, xtol = control["gtol"], control["ftol"], control["xtol"]
+    sparse = spec.sparse_mode(hyper, control.sparse)
+    gtol, ftol, xtol = control.gtol, control.ftol, control.xtol
     if on_device:
         x = device_copy(src)
         view = viewer(x0)
     else:
         x = cuda.to_device(xh)
         view = viewer(x)
-    engine = DeviceEngine(spec, x, hyper, lo, hi, control["state"], ck, guarded=True,
+    engine = DeviceEngine(spec, x, hyper, lo, hi, control.state, ck, guarded=True,
                           track=xtol > 0.0)
     engine.schedule = setup.schedule
     if on_device:
@@ -133,7 +133,7 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     if sparse is not None:
         engine.use_sparse(sparse)
 
-    every = control["callback_every"]
+    every = control.callback_every
     need_f = ftol > 0.0 or kind is not None
     xv = view(x)
     counts = {"nfev": 0, "njev": 0}

@@ -137,13 +137,13 @@ def run(engine, objective, control, callback, setup):
     change = cpu.change_kernel(parallel)
     preload.load(gnorm, x)
 
-    maxiter = control["maxiter"]
-    gtol = control["gtol"]
-    ftol = control["ftol"]
-    xtol = control["xtol"]
+    maxiter = control.maxiter
+    gtol = control.gtol
+    ftol = control.ftol
+    xtol = control.xtol
     kind = callback_kind(callback)
-    every = control["callback_every"]
-    jac_out = control["jac_out"]
+    every = control.callback_every
+    jac_out = control.jac_out
     evaluate = objective.evaluator(jac_out)
     isfinite = math.isfinite
 
@@ -162,7 +162,7 @@ def run(engine, objective, control, callback, setup):
     if averaging:
         average = cpu.average_kernel(parallel)
     H = np.zeros((3, maxiter + 1)) if setup.history else None
-    progress = Progress(maxiter, engine.method) if control["disp"] else None
+    progress = Progress(maxiter, engine.method) if control.disp else None
 
     # lazy and catch-up sparse steps: gradients are (idx, val) pairs, and
     # each step saves the touched values of x (xb) instead of all of x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from ._arrays import as_bounds, as_x0
 from ._engine import Engine
 from ._kernels import cpu
 from ._objective import Objective
-from ._options import COMMON_OPTIONS, check_count, unknown_option_message, warn_user
+from ._options import COMMON_OPTIONS, run_options, unknown_option_message, warn_user
 from ._registry import lookup
 
 __all__ = ["minimize"]
@@ -165,23 +166,24 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
             what = ("Hessian information (hess)" if name == "hess" else
                     "Hessian-vector product information (hessp)")
             warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
-    if _device.wanted(x0, control["device"]):
+    if _device.wanted(x0, control.device):
         res = _device.solve(spec, fun, x0, args, jac, bounds, callback, control, hyper)
-        if control["disp"]:
+        if control.disp:
             _report(res)
         return res
     x = as_x0(x0)
     lo, hi = as_bounds(bounds, x)
     if lo is not None:
         np.clip(x, lo, hi, out=x)
-    setup, args, control["maxiter"] = _stochastic.setup_run(control, args)
-    sparse = spec.sparse_mode(hyper, control["sparse"], setup.average is not None)
+    setup, args, maxiter = _stochastic.setup_run(control, args)
+    control = dataclasses.replace(control, maxiter=maxiter)
+    sparse = spec.sparse_mode(hyper, control.sparse, setup.average is not None)
     objective = Objective(fun, jac, args, x.shape[0], x.dtype, lo, hi)
-    if control["jac_out"] and objective.mode not in ("callable", "combined"):
+    if control.jac_out and objective.mode not in ("callable", "combined"):
         raise ValueError("option 'jac_out' needs a gradient function: jac must be a "
                          f"callable or True, got {jac!r}")
     if sparse is not None:
-        if control["jac_out"]:
+        if control.jac_out:
             raise ValueError("option 'jac_out' cannot be combined with option 'sparse'")
         if objective.mode not in ("callable", "combined"):
             raise ValueError(f"option sparse={sparse!r} needs a gradient function: jac "
@@ -189,8 +191,8 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
         objective.use_sparse(sparse, cpu.use_parallel(x.shape[0], None, spec.rule,
                                                       x.dtype))
     _loop.callback_kind(callback)  # validates callback
-    driver = _choose_driver(control["compiled"], objective, setup)
-    engine = Engine(spec, x, hyper, lo, hi, control["state"], control["parallel"],
+    driver = _choose_driver(control.compiled, objective, setup)
+    engine = Engine(spec, x, hyper, lo, hi, control.state, control.parallel,
                     backup=True, AS=setup.AS if setup.average else None)
     out = driver(engine, objective, control, callback, setup)
     status = out["status"]
@@ -213,17 +215,17 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
         nfev=objective.nfev, njev=objective.njev, status=status,
         success=status == _loop.SUCCESS, message=out["message"],
         state=engine.state(copy=False), **extra)
-    if control["disp"]:
+    if control.disp:
         _report(res)
     return res
 
 
 def _full_evaluation(objective, control, x):
     """f and g at ``x`` with the whole data (one evaluation, counted)."""
-    evaluate = objective.evaluator(control["jac_out"])
+    evaluate = objective.evaluator(control.jac_out)
     xv = x.view()
     xv.flags.writeable = False
-    f, g = evaluate(xv, np.zeros_like(x) if control["jac_out"] else None, None)
+    f, g = evaluate(xv, np.zeros_like(x) if control.jac_out else None, None)
     objective.nfev += 1
     objective.njev += 1
     if isinstance(g, tuple):          # a sparse gradient: (idx, val)
@@ -258,13 +260,14 @@ def _name(obj):
 
 
 def split_options(spec, options):
-    """Validate options; return (control options, method hyperparameters)."""
-    control = {}
+    """Validate options; return the run's :class:`~numadam._options.RunOptions`
+    and the method's hyperparameters (validated, defaults filled in)."""
+    common = {}
     hyper = {}
     unknown = []
     for name, value in options.items():
         if name in _COMMON:
-            control[name] = value
+            common[name] = value
         elif name in spec.option_names or name in spec.fixed:
             hyper[name] = value
         else:
@@ -272,38 +275,10 @@ def split_options(spec, options):
     if unknown:
         warn_user(unknown_option_message(
             unknown, list(_COMMON) + list(spec.option_names)))
-    control["maxiter_given"] = "maxiter" in control
-    for name, opt in _COMMON.items():
-        value = control.get(name, opt.default)
-        if name == "disp":
-            value = _check_disp(value)
-        elif name in ("parallel", "compiled"):
-            if value is not None and not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"option {name!r} must be True, False or None, "
-                                f"got {value!r}")
-        elif opt.kind != "any" and not (value is None and opt.default is None):
-            value = opt.check(value, spec.name)
-        control[name] = value
-    for name in ("callback_every", "epochs"):
-        value = control[name]
-        if value is None:
-            continue
-        what = f"{spec.name}: option {name!r}"
-        value = check_count(value, what)
-        if value < 1:
-            raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-        control[name] = value
+    control = run_options(common, spec.name)
     hyper = spec.resolve(hyper)
-    control["learning_rate_schedule"] = hyper.pop("learning_rate_schedule", None)
-    return control, hyper
-
-
-def _check_disp(value):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return value != 0
-    raise TypeError(f"option 'disp' must be True or False, got {value!r}")
+    schedule = hyper.pop("learning_rate_schedule", None)
+    return dataclasses.replace(control, learning_rate_schedule=schedule), hyper
 
 
 def _check_tol(tol):

@@ -1,8 +1,10 @@
-"""Option declarations and their validation.
+"""Option declarations, their validation, and the validated run options.
 
 An :class:`Option` knows its name, kind, default, allowed range and
 documentation.  The same declaration validates user input, renders the
 ``Options`` section of a method's docstring and feeds :func:`show_options`.
+:class:`RunOptions` holds the common options of a run, each checked once at
+the door (:func:`run_options`), as typed attributes.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import numbers
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 
 import numpy as np
 from scipy.optimize import OptimizeWarning
 
-__all__ = ["Option", "COMMON_OPTIONS", "check_count", "warn_user"]
+__all__ = ["Option", "COMMON_OPTIONS", "RunOptions", "run_options", "check_count",
+           "warn_user"]
 
 _REQUIRED = object()
 
@@ -27,10 +30,23 @@ _REQUIRED = object()
 class Option:
     """One option of a method.
 
-    ``kind`` is ``"real"`` (a finite real number, optionally within
-    ``[lower, upper]`` with open ends where ``lower_open``/``upper_open``),
-    ``"int"`` (a non-negative integer), ``"flag"`` (a bool) or ``"any"``
-    (validated elsewhere).
+    ``kind`` is one of
+
+    - ``"real"``: a finite real number, optionally within ``[lower, upper]``
+      (open ends where ``lower_open``/``upper_open``);
+    - ``"int"``: an integer ``>= lower`` (0 unless given);
+    - ``"flag"``: True or False; ``"level"``: the same, also given as an
+      integer (0 is False), as scipy's ``disp`` is;
+    - ``"switch"``: True, False or None (None: numadam decides);
+    - ``"choice"``: one of ``choices``;
+    - ``"seed"``: an integer >= 0 or a :class:`numpy.random.SeedSequence`;
+    - ``"positions"``: a sequence of distinct integers >= 0 (positions in
+      ``args``, checked against them when the run starts);
+    - ``"object"``: anything; the consumer named in the documentation
+      checks it before any evaluation (``state``: the engine's
+      ``check_state``).
+
+    ``optional`` options also take None, which means "not given".
     """
 
     name: str
@@ -42,15 +58,34 @@ class Option:
     lower_open: bool = False
     upper_open: bool = False
     symbol: str = ""
+    choices: tuple = ()
+    optional: bool = False
 
     # ------------------------------------------------------------------
     def allowed(self):
         """The allowed values, as a sentence fragment."""
+        text = self._allowed()
+        if self.optional and self.kind not in ("switch", "choice", "object"):
+            text = f"{text}, or None"
+        return text
+
+    def _allowed(self):
         if self.kind == "flag":
             return "True or False"
+        if self.kind == "level":
+            return "True or False"
+        if self.kind == "switch":
+            return "True, False or None"
         if self.kind == "int":
-            return "an integer >= 0"
-        if self.kind == "any":
+            return f"an integer >= {int(self.lower or 0)}"
+        if self.kind == "choice":
+            names = [repr(c) for c in self.choices]
+            return ", ".join(names[:-1]) + " or " + names[-1]
+        if self.kind == "seed":
+            return "an integer >= 0 or a numpy.random.SeedSequence"
+        if self.kind == "positions":
+            return "a sequence of distinct positions in args"
+        if self.kind == "object":
             return ""
         lo, hi = self.lower, self.upper
         if lo is None and hi is None:
@@ -64,27 +99,78 @@ class Option:
         return "".join(parts)
 
     def type_name(self):
-        return {"real": "float", "int": "int", "flag": "bool"}.get(self.kind, "object")
+        return {"real": "float", "int": "int", "flag": "bool", "level": "bool",
+                "switch": "bool or None", "choice": "str or None", "seed": "int",
+                "positions": "sequence of int"}.get(self.kind, "object")
 
     def check(self, value, owner):
         """Return ``value`` normalised, or raise naming the option.
 
         ``owner`` names the method in the message.
         """
-        name = self.name
-        if self.kind == "flag":
-            if isinstance(value, (bool, np.bool_)):
-                return bool(value)
-            raise TypeError(f"{owner}: option {name!r} must be True or False, "
-                            f"got {value!r} ({type(value).__name__})")
-        if self.kind == "int":
-            return check_count(value, f"{owner}: option {name!r}")
-        if self.kind == "any":
+        if value is None and (self.optional or self.kind in ("switch", "object")):
+            return None
+        if self.kind == "choice":
+            if isinstance(value, str) and value in self.choices or (
+                    value is None and None in self.choices):
+                return value
+            raise ValueError(f"{owner}: option {self.name!r} must be "
+                             f"{self._allowed()}, got {value!r}")
+        checker = getattr(self, f"_check_{self.kind}")
+        return checker(value, f"{owner}: option {self.name!r}")
+
+    def _check_flag(self, value, what):
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise TypeError(f"{what} must be True or False, got {value!r} "
+                        f"({type(value).__name__})")
+
+    def _check_level(self, value, what):
+        if isinstance(value, (bool, np.bool_, numbers.Integral)):
+            return bool(value)
+        raise TypeError(f"{what} must be {self._allowed()}, got {value!r} "
+                        f"({type(value).__name__})")
+
+    def _check_switch(self, value, what):
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise TypeError(f"{what} must be True, False or None, got {value!r} "
+                        f"({type(value).__name__})")
+
+    def _check_int(self, value, what):
+        return check_count(value, what, int(self.lower or 0))
+
+    def _check_seed(self, value, what):
+        if isinstance(value, np.random.SeedSequence):
             return value
-        # real
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{what} must be an integer >= 0 or None, got {value!r}")
+        if value < 0:
+            raise ValueError(f"{what} must be an integer >= 0 or None, got {value!r}")
+        return int(value)
+
+    def _check_positions(self, value, what):
+        try:
+            items = list(value)
+        except TypeError:
+            raise TypeError(f"{what} must be a sequence of positions in args, got "
+                            f"{value!r}") from None
+        if not all(isinstance(p, numbers.Integral) and not isinstance(p, (bool, np.bool_))
+                   for p in items):
+            raise TypeError(f"{what} must be a sequence of positions in args, got "
+                            f"{value!r}")
+        if not items or len(set(items)) != len(items) or min(items) < 0:
+            raise ValueError(f"{what} must name distinct positions >= 0, at least one, "
+                             f"got {value!r}")
+        return tuple(int(p) for p in items)
+
+    def _check_object(self, value, what):
+        return value
+
+    def _check_real(self, value, what):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{owner}: option {name!r} must be a real number, "
-                            f"got {value!r} ({type(value).__name__})")
+            raise TypeError(f"{what} must be a real number, got {value!r} "
+                            f"({type(value).__name__})")
         v = float(value)
         ok = math.isfinite(v)
         if ok and self.lower is not None:
@@ -92,8 +178,7 @@ class Option:
         if ok and self.upper is not None:
             ok = v < self.upper if self.upper_open else v <= self.upper
         if not ok:
-            raise ValueError(f"{owner}: option {name!r} must satisfy "
-                             f"{self.allowed()}, got {value!r}")
+            raise ValueError(f"{what} must satisfy {self._allowed()}, got {value!r}")
         return v
 
     def describe(self):
@@ -127,20 +212,23 @@ def _fmt_bound(v):
     return str(int(v)) if float(v).is_integer() else _fmt(v)
 
 
-def check_count(value, what):
+def check_count(value, what, least=0):
+    """``value`` as an int, or raise: TypeError for a non-number, ValueError
+    for a non-integer or a value below ``least``; ``what`` names it."""
+    allowed = f"an integer >= {least}"
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{what} must be an integer >= 0, got {value!r}")
+        raise TypeError(f"{what} must be {allowed}, got {value!r}")
     if isinstance(value, numbers.Integral):
         v = int(value)
     elif isinstance(value, numbers.Real) and float(value).is_integer():
         v = int(value)
     elif isinstance(value, numbers.Real):
-        raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
+        raise ValueError(f"{what} must be {allowed}, got {value!r}")
     else:
-        raise TypeError(f"{what} must be an integer >= 0, got {value!r} "
+        raise TypeError(f"{what} must be {allowed}, got {value!r} "
                         f"({type(value).__name__})")
-    if v < 0:
-        raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
+    if v < least:
+        raise ValueError(f"{what} must be {allowed}, got {value!r}")
     return v
 
 
@@ -157,53 +245,111 @@ COMMON_OPTIONS = (
            "``max(abs(x - x_prev)) <= xtol * max(1, max(abs(x)))`` after a step. "
            "0 (the default) disables the test.", lower=0.0),
     Option("disp", False, "Show a progress bar (tqdm, if installed) and print "
-           "scipy's summary when the run ends.", kind="any"),
+           "scipy's summary when the run ends.", kind="level"),
     Option("parallel", None, "Use the parallel (``prange``) update kernel: "
-           "True, False, or None to decide by size.", kind="any"),
+           "True, False, or None to decide by size.", kind="switch"),
     Option("state", None, "An :class:`~numadam.OptimizerState` from an earlier "
-           "result (``res.state``) to continue that run exactly.", kind="any"),
+           "result (``res.state``) to continue that run exactly (checked against "
+           "the method and x0 before the first evaluation).", kind="object"),
     Option("compiled", None, "Run the whole loop compiled: None (the default) "
            "does when fun and jac are Numba functions, False never does, True "
-           "requires it.", kind="any"),
+           "requires it.", kind="switch"),
     Option("callback_every", 1, "Call the callback every this many steps (an "
            "integer >= 1); the compiled loop runs compiled in between.",
-           kind="int"),
+           kind="int", lower=1),
     Option("jac_out", False, "jac (or fun with jac=True) takes a last argument "
            "``out`` and writes the gradient into it, so that no gradient is "
            "allocated per step.", kind="flag"),
     Option("batch_size", None, "Draw a minibatch of this many rows of the array "
-           "arguments each step (shuffled epochs without replacement).", kind="any"),
+           "arguments each step (shuffled epochs without replacement).", kind="int",
+           lower=1, optional=True),
     Option("batch_args", None, "Positions in ``args`` of the arrays to slice into "
-           "minibatches; by default every array with ndim >= 1.", kind="any"),
+           "minibatches; by default every array with ndim >= 1.", kind="positions",
+           optional=True),
     Option("epochs", None, "With batch_size: the number of passes over the data, "
-           "instead of maxiter.", kind="any"),
+           "instead of maxiter.", kind="int", lower=1, optional=True),
     Option("seed", None, "Seed of the run's random streams: the minibatch "
            "permutations and the generator passed for ``numadam.RNG`` in args.",
-           kind="any"),
+           kind="seed", optional=True),
     Option("smoothing", None, "Decay of the moving averages of the loss and the "
            "gradient norm that ftol and gtol test: 0 for full-batch runs, "
            "1 - 1/(batches per epoch) with minibatches by default.", lower=0.0,
-           upper=1.0, upper_open=True),
+           upper=1.0, upper_open=True, optional=True),
     Option("patience", None, "Steps over which the smoothed tests must hold: 1 "
            "for full-batch runs, one epoch with minibatches by default.",
-           kind="int"),
+           kind="int", lower=1, optional=True),
     Option("average", None, "Iterate averaging: None, 'ema' (an exponential "
            "moving average) or 'polyak' (the running mean). res.x is then the "
-           "average and res.x_last the last iterate.", kind="any"),
+           "average and res.x_last the last iterate.", kind="choice",
+           choices=(None, "ema", "polyak")),
     Option("average_decay", 0.999, "Decay of the 'ema' average.", lower=0.0,
            upper=1.0, upper_open=True),
     Option("average_start", 0, "Average the iterates after this many steps.",
            kind="int"),
     Option("sparse", None, "How to apply sparse gradients (jac returning a "
            "numadam.SparseGradient, a scipy.sparse row or (indices, values)): "
-           "'lazy', 'catchup' or 'dense'.", kind="any"),
+           "'lazy', 'catchup' or 'dense'.", kind="choice",
+           choices=(None, "lazy", "catchup", "dense")),
     Option("device", None, "Where the run keeps x, the gradient and the state: "
            "None (the host, or the GPU when x0 is a CUDA device array), 'cpu' or "
-           "'cuda' (see the GPU guide).", kind="any"),
+           "'cuda' (see the GPU guide).", kind="choice", choices=(None, "cpu", "cuda")),
     Option("history", None, "Record the loss, the gradient norm (max(abs(g))) "
            "and the learning rate in res.history: None, 'step' or 'epoch' (means "
-           "over each epoch).", kind="any"),
+           "over each epoch).", kind="choice", choices=(None, "step", "epoch")),
 )
+
+
+def _field_type(opt):
+    return {"real": float, "int": int, "flag": bool, "level": bool}.get(opt.kind, object)
+
+
+_RunOptions = make_dataclass(
+    "RunOptions",
+    [(o.name, _field_type(o)) for o in COMMON_OPTIONS]
+    + [("maxiter_given", bool), ("learning_rate_schedule", object)],
+    frozen=True)
+
+
+class RunOptions(_RunOptions):
+    """The common options of a run, validated (see :func:`run_options`).
+
+    One attribute per entry of :data:`COMMON_OPTIONS`, in its normalised
+    form (floats, ints, bools, None for "not given"), plus ``maxiter_given``
+    (whether the user gave maxiter) and ``learning_rate_schedule`` (the
+    method's learning rate when it is a schedule or a callable, else None).
+    Frozen: a driver that needs another value (maxiter from epochs) makes a
+    new one with :func:`dataclasses.replace`.
+    """
+
+    __slots__ = ()
+
+
+def run_options(given, owner, learning_rate_schedule=None):
+    """Validate the common options in ``given`` (a dict of name to value; the
+    others take their defaults) and return the :class:`RunOptions`.
+
+    Every value is checked against its declaration, then the options that
+    depend on each other, before anything runs; errors name the option, what
+    it got and what is allowed. ``owner`` (the method's name) starts each
+    message.
+    """
+    values = {opt.name: opt.check(given.get(opt.name, opt.default), owner)
+              for opt in COMMON_OPTIONS}
+    if values["batch_size"] is None:
+        for name in ("batch_args", "epochs"):
+            if values[name] is not None:
+                raise ValueError(f"{owner}: option {name!r} needs option 'batch_size'"
+                                 + (" (full-batch runs count steps with maxiter)"
+                                    if name == "epochs" else ""))
+        if values["history"] == "epoch":
+            raise ValueError(f"{owner}: option history='epoch' needs option "
+                             "'batch_size'; use history='step' for full-batch runs")
+    if values["epochs"] is not None and "maxiter" in given:
+        raise ValueError(f"{owner}: give either option 'epochs' or option 'maxiter', "
+                         "not both")
+    return RunOptions(**values, maxiter_given="maxiter" in given,
+                      learning_rate_schedule=learning_rate_schedule)
+
 
 #: Names other libraries use for options, with the numadam name.
 ALIASES = {

@@ -9,7 +9,6 @@ loop compiles it, and the two give the same numbers bitwise.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from numba.extending import register_jitable
@@ -48,8 +47,14 @@ RNG = _RNGSentinel()
 
 
 def seed_streams(seed):
-    """(batch generator, objective generator), independent, from ``seed``."""
-    ss = np.random.SeedSequence(seed)
+    """(batch generator, objective generator), independent, from ``seed`` (an
+    integer, a SeedSequence, which is left as it is, or None)."""
+    if isinstance(seed, np.random.SeedSequence):
+        ss = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
+                                    pool_size=seed.pool_size,
+                                    n_children_spawned=seed.n_children_spawned)
+    else:
+        ss = np.random.SeedSequence(seed)
     a, b = ss.spawn(2)
     return np.random.default_rng(a), np.random.default_rng(b)
 
@@ -109,21 +114,14 @@ def choose_batched(args, batch_args):
             raise ValueError("options['batch_size'] needs array arguments to slice: "
                              "args holds no NumPy array with ndim >= 1")
     else:
-        try:
-            positions = [int(p) for p in batch_args]
-        except TypeError:
-            raise TypeError("options['batch_args'] must be a sequence of positions "
-                            f"in args, got {batch_args!r}") from None
+        positions = list(batch_args)
         for p in positions:
-            if not 0 <= p < len(args):
+            if p >= len(args):
                 raise ValueError(f"options['batch_args'] holds position {p}, but args "
                                  f"has {len(args)} element(s)")
             if not (isinstance(args[p], np.ndarray) and args[p].ndim >= 1):
                 raise ValueError(f"options['batch_args'] names args[{p}], which is not a "
                                  "NumPy array with ndim >= 1")
-        if len(set(positions)) != len(positions) or not positions:
-            raise ValueError("options['batch_args'] must name distinct positions, "
-                             f"at least one, got {batch_args!r}")
     lengths = {p: args[p].shape[0] for p in positions}
     if len(set(lengths.values())) > 1:
         desc = ", ".join(f"args[{p}] has {n}" for p, n in lengths.items())
@@ -236,52 +234,38 @@ class RunSetup:
         return self.batching is not None
 
 
-def setup_run(control, args, n_steps_hint=None):
-    """Validate the stochastic options and build the run's set-up.
+def setup_run(control, args):
+    """Build the run's set-up from its validated options (a
+    :class:`~numadam._options.RunOptions`).
 
     Returns ``(setup, args, maxiter)``: ``args`` with ``numadam.RNG``
-    replaced, and ``maxiter`` from ``epochs`` when that was given.
+    replaced, and ``maxiter`` from ``epochs`` when that was given. Only what
+    depends on ``args`` is checked here (the arrays to slice); the options
+    themselves were checked at the door.
     """
     rs = RunSetup()
-    seed = control["seed"]
-    if seed is not None and not (isinstance(seed, (numbers.Integral, np.random.SeedSequence))
-                                 and not isinstance(seed, (bool, np.bool_))):
-        raise TypeError(f"option 'seed' must be an integer >= 0 or None, got {seed!r}")
-    if isinstance(seed, numbers.Integral) and seed < 0:
-        raise ValueError(f"option 'seed' must be an integer >= 0 or None, got {seed!r}")
-    batch_size = control["batch_size"]
+    batch_size = control.batch_size
     draws = any(a is RNG for a in args)
     # the generators are made only for runs that draw: seeding costs more
     # than a small compiled run
-    batch_rng, fun_rng = (seed_streams(seed) if draws or batch_size is not None
+    batch_rng, fun_rng = (seed_streams(control.seed) if draws or batch_size is not None
                           else (None, None))
 
     if draws:
         rs.objective_rng = fun_rng
         args = tuple(fun_rng if a is RNG else a for a in args)
 
-    maxiter = control["maxiter"]
+    maxiter = control.maxiter
     if batch_size is not None:
-        if isinstance(batch_size, (bool, np.bool_)) or not isinstance(
-                batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"option 'batch_size' must be an integer >= 1, got "
-                             f"{batch_size!r}")
-        positions = choose_batched(args, control["batch_args"])
-        rs.batching = Batching(args, positions, int(batch_size), batch_rng)
-    elif control["batch_args"] is not None:
-        raise ValueError("option 'batch_args' needs option 'batch_size'")
-    if control["epochs"] is not None:
-        if rs.batching is None:
-            raise ValueError("option 'epochs' needs option 'batch_size' (full-batch "
-                             "runs count steps with maxiter)")
-        if control["maxiter_given"]:
-            raise ValueError("give either option 'epochs' or option 'maxiter', not both")
-        maxiter = control["epochs"] * rs.batching.batches_per_epoch
+        positions = choose_batched(args, control.batch_args)
+        rs.batching = Batching(args, positions, batch_size, batch_rng)
+        if control.epochs is not None:
+            maxiter = control.epochs * rs.batching.batches_per_epoch
 
     # smoothing and patience: plain tests for full-batch runs, about one
     # epoch of averaging and patience for minibatch runs
-    s = control["smoothing"]
-    p = control["patience"]
+    s = control.smoothing
+    p = control.patience
     if rs.batching is not None:
         nb = rs.batching.batches_per_epoch
         rs.smoothing = 1.0 - 1.0 / nb if s is None else s
@@ -289,28 +273,17 @@ def setup_run(control, args, n_steps_hint=None):
     else:
         rs.smoothing = 0.0 if s is None else s
         rs.patience = 1 if p is None else p
-    if rs.patience < 1:
-        raise ValueError(f"option 'patience' must be an integer >= 1, got {p!r}")
 
-    lr = control["learning_rate_schedule"]
+    lr = control.learning_rate_schedule
     if isinstance(lr, schedules.Schedule) or callable(lr):
         rs.schedule = lr
 
-    avg = control["average"]
+    avg = control.average
     if avg is not None:
-        if avg not in ("ema", "polyak"):
-            raise ValueError(f"option 'average' must be None, 'ema' or 'polyak', got {avg!r}")
-        decay = control["average_decay"]
-        start = control["average_start"]
         rs.average = avg
-        rs.AS = np.array([AVG_EMA if avg == "ema" else AVG_POLYAK, decay, start, 0.0, 1.0])
-    hist = control["history"]
-    if hist not in (None, "step", "epoch"):
-        raise ValueError(f"option 'history' must be None, 'step' or 'epoch', got {hist!r}")
-    if hist == "epoch" and rs.batching is None:
-        raise ValueError("option history='epoch' needs option 'batch_size'; use "
-                         "history='step' for full-batch runs")
-    rs.history = hist
+        rs.AS = np.array([AVG_EMA if avg == "ema" else AVG_POLYAK, control.average_decay,
+                          control.average_start, 0.0, 1.0])
+    rs.history = control.history
     return rs, args, maxiter
 
 

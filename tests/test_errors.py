@@ -119,6 +119,32 @@ def _run(**kw):
     (dict(callback=3), TypeError, r"callback must be callable or None, got int"),
     (dict(jac="cs"), ValueError,
      r"jac must be a callable, True, False, None, '2-point' or '3-point', got 'cs'"),
+    # the common options, each checked at the door against its declaration
+    (dict(options={"parallel": "yes"}), TypeError,
+     r"adam: option 'parallel' must be True, False or None, got 'yes' \(str\)"),
+    (dict(options={"compiled": 1}), TypeError,
+     r"adam: option 'compiled' must be True, False or None, got 1 \(int\)"),
+    (dict(options={"device": "gpu"}), ValueError,
+     r"adam: option 'device' must be None, 'cpu' or 'cuda', got 'gpu'"),
+    (dict(options={"callback_every": 0}), ValueError,
+     r"adam: option 'callback_every' must be an integer >= 1, got 0"),
+    (dict(options={"average_start": -1}), ValueError,
+     r"adam: option 'average_start' must be an integer >= 0, got -1"),
+    (dict(options={"batch_size": 2.5}), ValueError,
+     r"adam: option 'batch_size' must be an integer >= 1, got 2\.5"),
+    (dict(options={"batch_size": "8"}), TypeError,
+     r"adam: option 'batch_size' must be an integer >= 1, got '8' \(str\)"),
+    (dict(options={"batch_size": 2, "batch_args": [0, 0]}), ValueError,
+     r"adam: option 'batch_args' must name distinct positions >= 0, at least one, "
+     r"got \[0, 0\]"),
+    (dict(options={"batch_size": 2, "batch_args": "a"}), TypeError,
+     r"adam: option 'batch_args' must be a sequence of positions in args, got 'a'"),
+    (dict(options={"smoothing": 1.0}), ValueError,
+     r"adam: option 'smoothing' must satisfy 0 <= smoothing < 1, got 1\.0"),
+    (dict(options={"average_decay": np.nan}), ValueError,
+     r"adam: option 'average_decay' must satisfy 0 <= average_decay < 1, got nan"),
+    (dict(options={"jac_out": 1}), TypeError,
+     r"adam: option 'jac_out' must be True or False, got 1 \(int\)"),
 ])
 def test_bad_input_raises_before_any_evaluation(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -256,3 +282,41 @@ def test_optimizer_bad_gradient_leaves_x_and_state_alone():
         opt.step(np.ones(2))
     np.testing.assert_array_equal(x, 1.0)
     assert opt.state.step == 0 and not opt.state.S.any()
+
+
+def test_run_options_are_typed_and_frozen():
+    import dataclasses
+    from dataclasses import FrozenInstanceError
+
+    from numadam._options import COMMON_OPTIONS, run_options
+
+    run = run_options({"maxiter": 7.0, "disp": 0, "batch_size": 4, "batch_args": [1]},
+                      "adam")
+    assert run.maxiter == 7 and type(run.maxiter) is int and run.maxiter_given
+    assert run.disp is False and run.batch_args == (1,) and run.batch_size == 4
+    assert run.gtol == 1e-5 and run.parallel is None and run.history is None
+    fields = {f.name for f in dataclasses.fields(run)}
+    assert fields == {o.name for o in COMMON_OPTIONS} | {"maxiter_given",
+                                                         "learning_rate_schedule"}
+    with pytest.raises(FrozenInstanceError):
+        run.maxiter = 3
+    with pytest.raises(ValueError, match="give either option 'epochs' or option "
+                                         "'maxiter', not both"):
+        run_options({"maxiter": 5, "batch_size": 4, "epochs": 2}, "adam")
+
+
+def test_a_seed_sequence_seeds_like_its_integer_and_is_left_alone():
+    X = np.arange(40.0).reshape(20, 2)
+
+    def fun(x, X):
+        return float(np.sum((X @ x - 1.0) ** 2))
+
+    def jac(x, X):
+        return 2.0 * X.T @ (X @ x - 1.0)
+
+    ss = np.random.SeedSequence(5)
+    runs = [numadam.minimize(fun, np.zeros(2), args=(X,), jac=jac,
+                             options={"batch_size": 3, "seed": seed, "maxiter": 30})
+            for seed in (ss, 5)]
+    np.testing.assert_array_equal(runs[0].x, runs[1].x)
+    assert ss.n_children_spawned == 0

@@ -201,9 +201,15 @@ def adam_catchup(i, X, S, f, F):
     return x
 
 
+def _decay_flags(options):
+    """(decoupled, weight decay != 0): a zero weight decay is neither coupled
+    nor decoupled, so both spellings share one kernel."""
+    decay = options["weight_decay"] != 0.0
+    return bool(options["decoupled_weight_decay"]) and decay, decay
+
+
 def adam_flags(options):
-    return (bool(options["amsgrad"]), bool(options["decoupled_weight_decay"]),
-            options["weight_decay"] != 0.0)
+    return (bool(options["amsgrad"]),) + _decay_flags(options)
 
 
 def adam_slots(F):
@@ -297,8 +303,7 @@ def nadam_update(i, X, g, S, c, F):
 NADAM = Rule(
     name="nadam",
     hyper=("beta1", "beta2", "eps", "weight_decay", "momentum_decay"),
-    flags=lambda options: (bool(options["decoupled_weight_decay"]),
-                           options["weight_decay"] != 0.0),
+    flags=_decay_flags,
     flag_names=("decoupled_weight_decay", "weight_decay != 0"),
     slots=lambda F: ("m", "v"),
     slot_init=zeros,
@@ -344,8 +349,7 @@ def radam_update(i, X, g, S, c, F):
 RADAM = Rule(
     name="radam",
     hyper=("beta1", "beta2", "eps", "weight_decay"),
-    flags=lambda options: (bool(options["decoupled_weight_decay"]),
-                           options["weight_decay"] != 0.0),
+    flags=_decay_flags,
     flag_names=("decoupled_weight_decay", "weight_decay != 0"),
     slots=lambda F: ("m", "v"),
     slot_init=zeros,
