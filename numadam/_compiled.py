@@ -4,9 +4,11 @@ When ``fun`` and a callable ``jac`` are ``@njit`` dispatchers (or ``jac=True``
 with an ``@njit`` ``fun`` returning ``(f, g)``), :func:`run` drives one
 compiled function that draws minibatches, evaluates the objective, applies
 the termination tests and updates, with no Python per step. It follows
-:mod:`numadam._loop` statement for statement and calls the same rule,
-schedule, termination and averaging functions, so its results are bitwise
-those of the Python-driven loop.
+:mod:`numadam._loop` statement for statement and calls the very kernels the
+Python-driven loop calls (the step, the gradient norm, the xtol change, the
+iterate average: :mod:`numadam._kernels.cpu` and ``.sparse``) and the same
+schedule and termination functions, so its results are bitwise those of the
+Python-driven loop.
 
 The compiled function returns to Python only when the run ends, when an
 epoch's permutation is used up (the next one is drawn from the run's NumPy
@@ -21,7 +23,10 @@ loop (a read-only view of x, C-contiguous batch views), so the compiled loop
 reuses the specialisations that evaluation compiled (or loaded from the
 user's own cache). Loops close over the user's functions, so they are
 compiled once per process and per (objective, method, switches) and kept in
-memory; Numba's disk cache cannot key them.
+memory; Numba's disk cache cannot key them. The kernels they call are
+compiled (or loaded from the disk cache) once per method and switches, for
+every objective: a new objective compiles only its own loop, which holds no
+element loop of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import TypingError
 from numba.extending import overload
@@ -39,8 +44,6 @@ from . import _loop
 from . import _stochastic as st
 from ._engine import SparseSteps
 from ._kernels import cpu
-from ._rules import get_rule
-from ._rules._math import clip, round_scalars
 from .schedules import Schedule, constant, rate_function
 
 # events returned by the compiled loop besides the statuses of _loop
@@ -203,13 +206,9 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
     from ._kernels import sparse as sk
     from ._sparse import _coalesce
 
-    rule = get_rule(rule_name)
-    coefficients = rule.coefficients
-    update = rule.update
     rate = rate_function(*rate_key)
-    loop = prange if parallel else range
     combined = mode == "combined"
-    off, H_, A_ = cpu.layout(rule_name, bounded, True)
+    _, H_, A_ = cpu.layout(rule_name, bounded, True)
     batched = batch_key is not None
     batch = _batch_function(*batch_key) if batched else None
     smoothed_tests = st.smoothed_tests
@@ -220,28 +219,30 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
     is_sparse = sparse_mode in ("lazy", "catchup")
     lazy = sparse_mode == "lazy"
     densify = sk.densify_kernel(parallel) if sparse_mode == "dense" else None
+    # the kernels of the Python-driven loop and numadam.Optimizer, called
+    # from here: each compiled once (and cached on disk) whatever the
+    # objective, the loop itself holds no element loop
+    gnorm = cpu.grad_norm_kernel(parallel)
     if is_sparse:
         make = sk.lazy_kernel if lazy else sk.catchup_kernel
         sstep = make(rule_name, F, parallel, bounded, True)
-        gnorm = cpu.grad_norm_kernel(parallel)
         schange = sk.change_kernel(parallel)
         srestore = sk.restore_kernel(parallel)
+        step = change = average = None
     else:
-        sstep = gnorm = schange = srestore = None
+        sstep = schange = srestore = None
+        step = cpu.step_kernel(rule_name, F, parallel)
+        change = cpu.change_kernel(parallel)
+        average = cpu.average_kernel(parallel) if averaging else None
 
-    # lazy and catch-up steps run in kernels of their own: no prange is left
-    @njit(parallel=parallel and not is_sparse, error_model="numpy", nogil=True)
+    @njit(error_model="numpy", nogil=True)
     def run(x, xv, G, W, P, args, bufs, perm, SP, TS, RB, H, A, AS, IS, FS, tol,
             maxiter, every, s, patience, resume, mark, where, last, gi, gv, pi, pv,
             bi, bx):
         # resume: 0 draw and evaluate, 1 iterate k evaluated, 2 and called back
         n = x.shape[0]
         xprev = W[0]
-        S = W[off:]
-        h = P[:H_]
         aux = P[H_:H_ + A_]
-        cf = P[H_ + A_:]
-        T = x.dtype.type
         gtol, ftol, xtol = tol[0], tol[1], tol[2]
         k = IS[I_K]
         cur = IS[I_CUR]
@@ -318,15 +319,8 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
             if is_sparse:
                 gmax = gnorm(gv.reshape(-1))
             else:
-                # cpu.grad_norm_kernel: the largest |g_i|, NaN if one is not finite
-                gmax = 0.0
-                bad = 0.0
-                for i in loop(n):
-                    gi_ = G[cur, i]
-                    gmax = max(gmax, abs(gi_))
-                    bad += gi_ - gi_
-                if bad != 0.0:
-                    gmax = np.nan
+                g = G[cur]
+                gmax = gnorm(g)
             if gmax != gmax or not math.isfinite(f):
                 if is_sparse and k > 0:
                     srestore(x, bi, bx)
@@ -361,12 +355,7 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                 if is_sparse:
                     d, sx = schange(x, bi, bx)
                 else:
-                    # cpu.change_kernel
-                    d = 0.0
-                    sx = 0.0
-                    for i in loop(n):
-                        d = max(d, abs(x[i] - xprev[i]))
-                        sx = max(sx, abs(x[i]))
+                    d, sx = change(x, xprev)
                 if d <= xtol * max(1.0, sx):
                     event = XTOL
                     break
@@ -385,23 +374,11 @@ def make_loop(fun, jac, mode, jac_out, rule_name, F, parallel, bounded, plain,
                 else:
                     sstep(x, gi, gv, W, P, lr, bx, last)
             else:
-                # cpu.step_kernel, with the backup of x
-                coefficients(h, aux, lr, F, cf, T)
-                c = round_scalars(cf, T)
-                for i in loop(n):
-                    xn = update(i, x, G[cur, i], S, c, F)
-                    xprev[i] = x[i]
-                    if bounded:
-                        xn = clip(xn, W, 1, 2, i)
-                    x[i] = xn
+                step(x, g, W, P, lr)
             if averaging:
-                # cpu.average_kernel
                 w = average_weight(AS, t)
                 if w != 0.0:
-                    ww = T(w)
-                    for i in loop(n):
-                        a = A[i]
-                        A[i] = a + ww * (x[i] - a)
+                    average(A, x, w)
             k += 1
         IS[I_K] = k
         IS[I_CUR] = cur

@@ -116,7 +116,7 @@ class Engine:
         self.names = p.names
         self.F = p.F
         self.parallel = cpu.use_parallel(n, parallel, rule.name, dtype)
-        self.kernel = cpu.step_kernel(rule.name, p.F, self.parallel, bounded, backup)
+        self.kernel = cpu.step_kernel(rule.name, p.F, self.parallel)
         self._kernel_ready = False
         self.A = None
         self.AS = None

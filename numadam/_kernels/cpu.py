@@ -20,8 +20,10 @@ import sys
 import numpy as np
 from numba import njit, prange
 
-from .._rules import NC, Rule, get_rule
-from .._rules._math import clip, round_scalars
+from .. import _rules
+from .._rules import Rule, get_rule, round_scalars, scalar_tuple
+from .._rules import _math as rule_math
+from .._rules._math import clip
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 
@@ -42,18 +44,22 @@ def use_parallel(n, parallel=None, rule=None, dtype=np.float64):
 
 @functools.cache
 def fingerprint(rule_name):
-    """A digest of the source of the rule's module.
+    """A digest of the source of the rule's module and of the rule contract
+    and helpers it builds on (:mod:`numadam._rules`, ``_rules._math``).
 
     It is a closure constant of every kernel built from the rule, so that
     Numba's on-disk cache, which watches only the file that defines the
-    kernel, is invalidated when a rule changes.
+    kernel, is invalidated when a rule or a helper it inlines changes.
     """
-    module = sys.modules[get_rule(rule_name).update.__module__]
-    try:
-        source = inspect.getsource(module)
-    except (OSError, TypeError):  # pragma: no cover - no source on disk
-        source = repr(module.__dict__.get("__file__")) + str(os.getpid())
-    return hashlib.sha256(source.encode()).hexdigest()
+    digest = hashlib.sha256()
+    for module in (sys.modules[get_rule(rule_name).update.__module__], _rules,
+                   rule_math):
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError):  # pragma: no cover - no source on disk
+            source = repr(module.__dict__.get("__file__")) + str(os.getpid())
+        digest.update(source.encode())
+    return digest.hexdigest()
 
 
 def layout(rule_name, bounded, backup):
@@ -70,24 +76,26 @@ def layout(rule_name, bounded, backup):
 
 
 @functools.cache
-def step_kernel(rule_name, F, parallel, bounded, backup):
+def step_kernel(rule_name, F, parallel):
     """The dense update step of a rule: ``step(x, g, W, P, lr)``.
 
     It advances the step count, computes the per-step scalars (in float64,
     rounded once to x's dtype) and updates ``x`` and the state slots in
-    place; see :func:`layout` for ``W`` and ``P``. With ``bounded`` the new
-    iterate is projected onto the bounds; with ``backup`` the previous
-    iterate is saved in the same pass. Five arguments keep the Python-side
-    call cheap: Numba's dispatch costs about 80 ns per array argument.
+    place; see :func:`layout` for ``W`` and ``P``. When ``W`` holds bounds
+    the new iterate is projected onto them; when it holds a row for the
+    previous iterate, x is saved there in the same pass. Both are read from
+    the number of rows of ``W`` when the step runs, so one kernel serves
+    every layout (the branches are the same for every element, and LLVM
+    moves them out of the loop). Five arguments keep the Python-side call
+    cheap: Numba's dispatch costs about 80 ns per array argument.
     """
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
     update = rule.update
     loop = prange if parallel else range
     version = fingerprint(rule_name)
-    off, H, A = layout(rule_name, bounded, backup)
-    lo_row = int(backup)
-    hi_row = lo_row + 1
+    _, H, A = layout(rule_name, False, False)
+    n_slots = len(rule.slots(F))
 
     @njit(parallel=parallel, **_JIT)
     def step(x, g, W, P, lr):
@@ -96,13 +104,17 @@ def step_kernel(rule_name, F, parallel, bounded, backup):
         T = x.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
         c = round_scalars(cf, T)
+        off = W.shape[0] - n_slots
+        backup = off == 1 or off == 3
+        bounded = off >= 2
+        lo_row = off - 2
         S = W[off:]
         for i in loop(x.shape[0]):
             xn = update(i, x, g[i], S, c, F)
             if backup:
                 W[0, i] = x[i]
             if bounded:
-                xn = clip(xn, W, lo_row, hi_row, i)
+                xn = clip(xn, W, lo_row, lo_row + 1, i)
             x[i] = xn
 
     return step
@@ -127,9 +139,7 @@ def scalars_kernel(rule_name, F, H, A):
         T = proto.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
         sparse_coefficients(lr, cf)
-        c = round_scalars(cf, T)
-        return c, (cf[0], cf[1], cf[2], cf[3], cf[4], cf[5], cf[6], cf[7],
-                   cf[8], cf[9], cf[10], cf[11])
+        return round_scalars(cf, T), scalar_tuple(cf)
 
     return scalars
 
@@ -213,6 +223,3 @@ def gather_kernel(ndim, parallel):
             for r in loop(m):
                 buf[r] = a[perm[pos + r]]
     return njit(parallel=parallel, **_JIT)(gather)
-
-
-assert NC == 12, "step_kernel unpacks exactly NC per-step scalars"

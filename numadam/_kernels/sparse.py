@@ -31,8 +31,8 @@ from numba import njit, prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
-from .._rules import get_rule
-from .._rules._math import clip, round_scalars
+from .._rules import get_rule, round_scalars
+from .._rules._math import clip
 from .cpu import _JIT, fingerprint, layout
 
 

@@ -57,6 +57,25 @@ from ._math import jitable
 NC = 12
 
 
+def _tuple_function(name, args, item):
+    """A function ``name(args)`` returning the tuple of ``item.format(k)`` for
+    k < NC, written out (Numba builds a tuple of fixed length only from an
+    expression that names each element)."""
+    items = ", ".join(item.format(k) for k in range(NC))
+    namespace = {}
+    exec(compile(f"def {name}({args}):\n    return ({items},)\n",
+                 f"<numadam {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+#: ``round_scalars(cf, T)``: the step's float64 scalars ``cf`` rounded once to
+#: the element type ``T``, as the tuple the rules' ``update`` takes.
+round_scalars = jitable(_tuple_function("round_scalars", "cf, T", "T(cf[{}])"),
+                        inline=True)
+#: ``scalar_tuple(cf)``: the step's float64 scalars as a tuple.
+scalar_tuple = jitable(_tuple_function("scalar_tuple", "cf", "cf[{}]"))
+
+
 @jitable
 def no_sparse_coefficients(lr, c):
     """The :attr:`Rule.sparse_coefficients` of rules whose sparse modes read

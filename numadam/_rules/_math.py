@@ -115,11 +115,3 @@ def geometric_sum(r, rk, k):
     if r == 1.0:
         return k * 1.0
     return r * (1.0 - rk) / (1.0 - r)
-
-
-@jitable(inline=True)
-def round_scalars(cf, T):
-    """The step's float64 scalars ``cf`` rounded once to the element type
-    ``T``, as the tuple the rules' ``update`` takes."""
-    return (T(cf[0]), T(cf[1]), T(cf[2]), T(cf[3]), T(cf[4]), T(cf[5]),
-            T(cf[6]), T(cf[7]), T(cf[8]), T(cf[9]), T(cf[10]), T(cf[11]))
