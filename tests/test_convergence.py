@@ -12,6 +12,7 @@ from conftest import METHODS
 TOL = {np.float64: (1e-6, 1e-4, 1e-7), np.float32: (1e-3, 5e-3, 1e-4)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("problem", [rosenbrock(2), quadratic(20, cond=100.0)],
                          ids=["rosenbrock", "quadratic"])

@@ -48,6 +48,7 @@ def test_our_objective_is_sklearns_divided_by_C_n(digits_problem):
     assert f == pytest.approx(sk_objective / len(y), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_full_batch_adam_with_cosine_reaches_sklearns_optimum(digits_problem):
     args, f_star, p = digits_problem
     res = numadam.minimize(experiments.logistic_fg, np.zeros(p), args=args, jac=True,
@@ -57,6 +58,7 @@ def test_full_batch_adam_with_cosine_reaches_sklearns_optimum(digits_problem):
     assert abs(res.fun - f_star) / f_star < 1e-6
 
 
+@pytest.mark.slow
 def test_minibatch_adam_with_decaying_schedule_reaches_it_within_1000_epochs(
         digits_problem):
     args, f_star, p = digits_problem

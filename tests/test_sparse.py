@@ -321,6 +321,7 @@ def test_sparse_option_errors(method, options, exc, match):
                          options=options)
 
 
+@pytest.mark.slow
 def test_catchup_closes_most_of_the_gap_between_lazy_and_dense():
     """Logistic regression on bag-of-words with rare words, same epochs: the
     loss of catch-up adam is at least halfway from lazy to dense."""
