@@ -140,6 +140,12 @@ def zeros(options, F):
     return None
 
 
+def weight_decay_flag(options):
+    """The flags of a rule whose only switch is a weight decay that is not
+    zero (``flag_names=("weight_decay != 0",)``)."""
+    return (options["weight_decay"] != 0.0,)
+
+
 @functools.cache
 def rules():
     """Every rule, by name: the :class:`Rule` objects defined at module level

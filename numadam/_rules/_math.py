@@ -115,3 +115,11 @@ def geometric_sum(r, rk, k):
     if r == 1.0:
         return k * 1.0
     return r * (1.0 - rk) / (1.0 - r)
+
+
+@jitable
+def decay_pair(c, j, beta):
+    """Write a decay rate and its complement, ``beta`` and ``1 - beta``, into
+    the per-step scalars ``c[j]`` and ``c[j + 1]``."""
+    c[j] = beta
+    c[j + 1] = 1.0 - beta

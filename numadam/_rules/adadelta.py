@@ -3,16 +3,14 @@ past updates and of the gradients (torch.optim.Adadelta)."""
 
 import math
 
-from . import Rule, zeros
-from ._math import jitable
+from . import Rule, weight_decay_flag, zeros
+from ._math import decay_pair, jitable
 
 
 @jitable
 def coefficients(h, aux, lr, F, c, T):
     aux[0] = aux[0] + 1.0
-    rho = h[0]
-    c[0] = rho
-    c[1] = 1.0 - rho
+    decay_pair(c, 0, h[0])     # rho
     c[2] = h[1]          # eps
     c[3] = h[2]          # weight_decay
     c[4] = lr
@@ -51,7 +49,7 @@ def catchup(i, X, S, f, F):
 ADADELTA = Rule(
     name="adadelta",
     hyper=("rho", "eps", "weight_decay"),
-    flags=lambda options: (options["weight_decay"] != 0.0,),
+    flags=weight_decay_flag,
     flag_names=("weight_decay != 0",),
     slots=lambda F: ("u", "a"),
     slot_init=zeros,

@@ -2,7 +2,7 @@
 
 import math
 
-from . import Rule
+from . import Rule, weight_decay_flag
 from ._math import jitable
 
 
@@ -24,10 +24,6 @@ def update(i, X, g, S, c, F):
     return X[i] - c[0] * g / (math.sqrt(s) + c[2])
 
 
-def flags(options):
-    return (options["weight_decay"] != 0.0,)
-
-
 def slots(F):
     return ("s",)
 
@@ -39,7 +35,7 @@ def slot_init(options, F):
 ADAGRAD = Rule(
     name="adagrad",
     hyper=("lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
-    flags=flags,
+    flags=weight_decay_flag,
     flag_names=("weight_decay != 0",),
     slots=slots,
     slot_init=slot_init,

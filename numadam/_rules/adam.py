@@ -10,8 +10,8 @@ reciprocal is formed, so that the identity holds in float32 too.
 
 import math
 
-from . import Rule, zeros
-from ._math import div_by, fma, geometric_sum, jitable
+from . import Rule, weight_decay_flag, zeros
+from ._math import decay_pair, div_by, fma, geometric_sum, jitable
 
 
 @jitable(inline=True)
@@ -88,10 +88,8 @@ def _adam_scalars(h, aux, c):
     aux[0] = t
     beta1 = h[0]
     beta2 = h[1]
-    c[0] = beta1
-    c[1] = 1.0 - beta1
-    c[2] = beta2
-    c[3] = 1.0 - beta2
+    decay_pair(c, 0, beta1)
+    decay_pair(c, 2, beta2)
     return (t, 1.0 - _power_step(aux, 1, beta1), 1.0 - _power_step(aux, 3, beta2),
             h[2], h[3])
 
@@ -260,7 +258,7 @@ def adamax_update(i, X, g, S, c, F):
 ADAMAX = Rule(
     name="adamax",
     hyper=("beta1", "beta2", "eps", "weight_decay"),
-    flags=lambda options: (options["weight_decay"] != 0.0,),
+    flags=weight_decay_flag,
     flag_names=("weight_decay != 0",),
     slots=lambda F: ("m", "u"),
     slot_init=zeros,

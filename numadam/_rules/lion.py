@@ -7,19 +7,15 @@ momentum is then updated with a second decay rate:
 ``m = (1 - beta2) g + beta2 m``.
 """
 
-from . import Rule, zeros
-from ._math import geometric_sum, jitable
+from . import Rule, weight_decay_flag, zeros
+from ._math import decay_pair, geometric_sum, jitable
 
 
 @jitable
 def coefficients(h, aux, lr, F, c, T):
     aux[0] = aux[0] + 1.0
-    beta1 = h[0]
-    beta2 = h[1]
-    c[0] = beta1
-    c[1] = 1.0 - beta1
-    c[2] = beta2
-    c[3] = 1.0 - beta2
+    decay_pair(c, 0, h[0])     # beta1
+    decay_pair(c, 2, h[1])     # beta2
     c[4] = -lr
     c[5] = h[2]          # weight_decay
     c[6] = 1.0           # the sign's unit, rounded to the element type
@@ -75,7 +71,7 @@ def catchup(i, X, S, f, F):
 LION = Rule(
     name="lion",
     hyper=("beta1", "beta2", "weight_decay"),
-    flags=lambda options: (options["weight_decay"] != 0.0,),
+    flags=weight_decay_flag,
     flag_names=("weight_decay != 0",),
     slots=lambda F: ("m",),
     slot_init=zeros,

@@ -3,15 +3,13 @@
 import math
 
 from . import Rule, zeros
-from ._math import geometric_sum, jitable
+from ._math import decay_pair, geometric_sum, jitable
 
 
 @jitable
 def coefficients(h, aux, lr, F, c, T):
     aux[0] = aux[0] + 1.0
-    alpha = h[0]
-    c[0] = alpha
-    c[1] = 1.0 - alpha
+    decay_pair(c, 0, h[0])     # alpha
     c[2] = h[1]          # eps
     c[3] = h[2]          # weight_decay
     c[4] = h[3]          # momentum
