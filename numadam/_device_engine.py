@@ -76,7 +76,7 @@ class DeviceEngine:
         H, A = len(rule.hyper), len(rule.aux)
         W = cuda.device_array((off + len(names), n), dtype)
         P = p.P
-        aux = P[H:H + A]
+        aux = p.aux
         if bounded:
             W[0].copy_to_device(np.ascontiguousarray(lo, dtype))
             W[1].copy_to_device(np.ascontiguousarray(hi, dtype))

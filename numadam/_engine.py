@@ -45,6 +45,8 @@ class Plan(NamedTuple):
     off: int
     #: the float64 scalars, hyperparameters and running scalars filled in
     P: np.ndarray
+    #: the running scalars: a view of ``P`` (``aux[0]`` is the step count)
+    aux: np.ndarray
     #: the slots' starting values: the state's array (host or device), or
     #: one float per slot
     init: object
@@ -68,7 +70,7 @@ def plan(spec, values, n, dtype, state=None, bounded=False, backup=False):
     else:
         P[H:H + A] = [v for _, v in rule.aux]
         init = rule.slot_init(values, F) or (0.0,) * len(names)
-    return Plan(rule, F, names, off, P, init)
+    return Plan(rule, F, names, off, P, P[H:H + A], init)
 
 
 class Engine:
@@ -98,7 +100,6 @@ class Engine:
         if bounded:
             W[int(backup)] = lo
             W[int(backup) + 1] = hi
-        H = len(rule.hyper)
         self.spec = spec
         self.method = spec.name
         self.options = values
@@ -106,7 +107,7 @@ class Engine:
         self.W = W
         self.P = p.P
         self.S = S
-        self.aux = p.P[H:H + len(rule.aux)]
+        self.aux = p.aux
         self.learning_rate = values["learning_rate"]
         self.schedule = values.get("learning_rate_schedule")
         self.bounded = bounded

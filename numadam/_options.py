@@ -303,28 +303,25 @@ def _field_type(opt):
     return {"real": float, "int": int, "flag": bool, "level": bool}.get(opt.kind, object)
 
 
-_RunOptions = make_dataclass(
+RunOptions = make_dataclass(
     "RunOptions",
     [(o.name, _field_type(o)) for o in COMMON_OPTIONS]
     + [("maxiter_given", bool), ("learning_rate_schedule", object)],
-    frozen=True)
-
-
-class RunOptions(_RunOptions):
-    """The common options of a run, validated (see :func:`run_options`).
+    frozen=True,
+    namespace={"__module__": __name__, "__doc__": """The common options of a run,
+    validated (see :func:`run_options`).
 
     One attribute per entry of :data:`COMMON_OPTIONS`, in its normalised
     form (floats, ints, bools, None for "not given"), plus ``maxiter_given``
     (whether the user gave maxiter) and ``learning_rate_schedule`` (the
-    method's learning rate when it is a schedule or a callable, else None).
+    method's learning rate when it is a schedule or a callable, else None;
+    filled in once the method's options are resolved).
     Frozen: a driver that needs another value (maxiter from epochs) makes a
     new one with :func:`dataclasses.replace`.
-    """
-
-    __slots__ = ()
+    """})
 
 
-def run_options(given, owner, learning_rate_schedule=None):
+def run_options(given, owner):
     """Validate the common options in ``given`` (a dict of name to value; the
     others take their defaults) and return the :class:`RunOptions`.
 
@@ -348,7 +345,7 @@ def run_options(given, owner, learning_rate_schedule=None):
         raise ValueError(f"{owner}: give either option 'epochs' or option 'maxiter', "
                          "not both")
     return RunOptions(**values, maxiter_given="maxiter" in given,
-                      learning_rate_schedule=learning_rate_schedule)
+                      learning_rate_schedule=None)
 
 
 #: Names other libraries use for options, with the numadam name.
