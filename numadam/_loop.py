@@ -1,4 +1,4 @@
-"""The Python-driven loop: any callables, callbacks and termination tests.
+"""The iteration of minimize's numadam methods, written once.
 
 One iteration, at the iterate ``x_k`` (``k`` steps taken):
 
@@ -15,13 +15,25 @@ One iteration, at the iterate ``x_k`` (``k`` steps taken):
 
 So ``nit`` counts update steps, and ``nfev == njev == nit + 1`` with an
 analytic gradient (plus one full-data evaluation at the end of a minibatch
-or averaged run). :mod:`numadam._compiled` follows the same sequence.
+or averaged run).
+
+:func:`make_iterate` writes this sequence as one function, ``iterate``, over
+three hooks (evaluate the objective, gather a minibatch, the step's learning
+rate) and the shared kernels of :mod:`numadam._kernels`. Python runs it as it
+is for any callables (:func:`python_loop`); :mod:`numadam._compiled` hands the
+very same function to ``numba.njit`` with compiled hooks for Numba
+objectives, so both drivers take the same steps, tests and rollbacks, and
+give the same results bitwise. ``iterate`` returns to :func:`run` with an
+event when Python has work to do: a callback or a progress update, a new
+epoch's permutation (drawn from the run's NumPy generator), a bad return
+value, or the end of the run. :func:`run` is the one driver of both.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections import namedtuple
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -29,7 +41,9 @@ from scipy.optimize import OptimizeResult
 from . import _stochastic as st
 from ._engine import SparseSteps
 from ._kernels import cpu, preload
-from .schedules import Schedule, schedule_value
+from ._kernels import sparse as sk
+from ._rules import get_rule
+from .schedules import Schedule, rate_function
 
 SUCCESS, MAXITER, NONFINITE, CALLBACK_STOP = 0, 1, 3, 99
 
@@ -120,147 +134,502 @@ class Progress:
             self.bar.close()
 
 
-def run(engine, objective, control, callback, setup):
+# ------------------------------------------------------------ iteration --
+
+# the events ``iterate`` returns, besides the statuses above
+CALLBACK_EVENT = -1
+BAD_GRADIENT = -2
+NEED_EPOCH = -3
+BAD_INDEX = -4
+BAD_ROWS = -5
+GTOL, FTOL, XTOL = 10, 11, 12
+
+#: What a run reads and does not rebind: the engine's arrays (``G`` holds
+#: the current and the previous gradient, used in turn), the objective's
+#: arguments and the minibatch buffers, the schedule's parameters ``SP``,
+#: the smoothed tests' state ``TS`` and ``RB``, the history ``H``, the
+#: iterate average ``A`` with its scalars ``AS``, the sparse coalescing
+#: scratch ``mark``/``where``, catch-up's ``last``, and the run's constants.
+Run = namedtuple("Run", (
+    "x", "xv", "G", "W", "P", "args", "bufs", "perm", "SP", "TS", "RB", "H", "A", "AS",
+    "mark", "where", "last", "gtol", "ftol", "xtol", "maxiter", "every", "smoothing",
+    "patience"))
+
+#: Where a run stands between two calls of ``iterate``: the step count, the
+#: row of ``G`` holding the current gradient, the evaluations made, the
+#: position in the epoch's permutation, the next callback step, the
+#: coalescing stamp, the current and previous ``f``, and the current and
+#: previous sparse gradients ``(gi, gv)``, ``(pi, pv)`` and the touched
+#: values of x before the last step, ``(bi, bx)``.
+State = namedtuple("State", (
+    "k", "cur", "evaluations", "pos", "next_callback", "stamp", "f", "fprev",
+    "gi", "gv", "pi", "pv", "bi", "bx"))
+
+#: What ``iterate`` is specialised on besides the hooks: the rule and its
+#: flags, whether dense kernels run in parallel, the number of touched
+#: values from which sparse kernels do (-1: never), and the run's switches.
+Switches = namedtuple("Switches", (
+    "rule_name", "F", "parallel", "sparse_from", "bounded", "batched", "sparse_mode",
+    "plain", "history", "averaging"))
+
+
+def parallel_from(n, parallel, rule_name, dtype):
+    """From how many touched values the sparse kernels of a run of ``n``
+    coordinates use their parallel form: 0 always (``parallel=True``), -1
+    never (``parallel=False``, or ``n`` below the rule's threshold), else
+    the rule's threshold (:func:`numadam._kernels.cpu.use_parallel`)."""
+    if parallel is not None:
+        return 0 if parallel else -1
+    f64, f32 = get_rule(rule_name).parallel_threshold
+    least = f32 if np.dtype(dtype) == np.float32 else f64
+    return least if n >= least else -1
+
+
+def make_iterate(sw, evaluate, batch, rate):
+    """``iterate(run, state, resume) -> (event, state)``: steps from
+    ``state`` until an event (a status of the run, or one of the events
+    above).
+
+    ``resume`` is 0 to draw and evaluate the next iterate first, 1 to go on
+    with the iterate already evaluated, 2 to go on after its callback. The
+    hooks are
+
+    - ``evaluate``: the objective at ``xv`` with the arguments ``call``,
+      ``evaluate(xv, call, G, nxt, mark, where, stamp) -> (event, f, stamp)``
+      with the gradient written into row ``nxt`` of ``G``, or in the lazy and
+      catch-up sparse modes ``evaluate(xv, call, mark, where, stamp) ->
+      (event, f, indices, values, stamp)`` with the gradient coalesced
+      (``mark``, ``where`` and ``stamp`` are the coalescing scratch); event
+      0, or one of the BAD_ events for a bad return value (with BAD_INDEX,
+      the indices as returned);
+    - ``batch(args, bufs, perm, pos, m)``: the next ``m`` rows of the sliced
+      arguments gathered into their buffers, and the call's arguments;
+    - ``rate(SP, t)``: the learning rate of step ``t``.
+
+    Written in the subset of Python that Numba compiles: plain Python runs
+    it with Python hooks, ``numba.njit`` compiles it with compiled ones.
+    """
+    sparse_mode = sw.sparse_mode
+    is_sparse = sparse_mode in ("lazy", "catchup")
+    lazy = sparse_mode == "lazy"
+    batched, plain, history, averaging = sw.batched, sw.plain, sw.history, sw.averaging
+    _, H_, A_ = cpu.layout(sw.rule_name, sw.bounded, True)
+    smoothed_tests = st.smoothed_tests
+    average_weight = st.average_weight
+    gnorm = cpu.grad_norm_kernel(sw.parallel)
+    # sparse kernels: serial, and parallel from sw.sparse_from touched values
+    # (both compiled in only when the run can reach that size)
+    sparse_from = sw.sparse_from
+    both = sparse_from > 0
+    wide = sparse_from == 0
+    if is_sparse:
+        make = sk.lazy_kernel if lazy else sk.catchup_kernel
+        sstep, sstep_p = (make(sw.rule_name, sw.F, p, sw.bounded, True)
+                          for p in (wide, True))
+        schange, schange_p = (sk.change_kernel(p) for p in (wide, True))
+        srestore, srestore_p = (sk.restore_kernel(p) for p in (wide, True))
+        snorm, snorm_p = (cpu.grad_norm_kernel(p) for p in (wide, True))
+        step = change = None
+    else:
+        sstep = sstep_p = schange = schange_p = srestore = srestore_p = None
+        snorm = snorm_p = None
+        step = cpu.step_kernel(sw.rule_name, sw.F, sw.parallel)
+        change = cpu.change_kernel(sw.parallel)
+    average = cpu.average_kernel(sw.parallel) if averaging else None
+
+    def iterate(run, state, resume):
+        x = run.x
+        xv = run.xv
+        G = run.G
+        W = run.W
+        args = run.args
+        bufs = run.bufs
+        perm = run.perm
+        SP = run.SP
+        H = run.H
+        A = run.A
+        AS = run.AS
+        mark = run.mark
+        where = run.where
+        last = run.last
+        gtol = run.gtol
+        ftol = run.ftol
+        xtol = run.xtol
+        xprev = W[0]
+        aux = run.P[H_:H_ + A_]
+        k = state.k
+        cur = state.cur
+        evaluations = state.evaluations
+        pos = state.pos
+        next_callback = state.next_callback
+        stamp = state.stamp
+        f = state.f
+        fprev = state.fprev
+        gi = state.gi
+        gv = state.gv
+        pi = state.pi
+        pv = state.pv
+        bi = state.bi
+        bx = state.bx
+        event = 0
+        while True:
+            if resume == 0:
+                if batched:
+                    if pos >= perm.shape[0]:
+                        event = NEED_EPOCH
+                        break
+                    m = min(perm.shape[0] - pos, bufs[0].shape[0])
+                    call = batch(args, bufs, perm, pos, m)
+                    pos += m
+                else:
+                    call = args
+                nxt = 1 - cur
+                if is_sparse:
+                    bad, fn, ni, nv, stamp = evaluate(xv, call, mark, where, stamp)
+                    if bad != 0:
+                        event = bad
+                        gi = ni      # BAD_INDEX: the indices as returned
+                        break
+                    pi = gi
+                    pv = gv
+                    gi = ni
+                    gv = nv
+                else:
+                    bad, fn, stamp = evaluate(xv, call, G, nxt, mark, where, stamp)
+                    if bad != 0:
+                        event = bad
+                        break
+                evaluations += 1
+                cur = nxt
+                fprev = f
+                f = fn
+            if is_sparse:
+                if both and gv.size >= sparse_from:
+                    gmax = snorm_p(gv.reshape(-1))
+                else:
+                    gmax = snorm(gv.reshape(-1))
+            else:
+                g = G[cur]
+                gmax = gnorm(g)
+            if gmax != gmax or not math.isfinite(f):
+                if is_sparse and k > 0:
+                    if both and bx.size >= sparse_from:
+                        srestore_p(x, bi, bx)
+                    else:
+                        srestore(x, bi, bx)
+                event = NONFINITE
+                break
+            if resume < 2:
+                if history:
+                    H[0, k] = f
+                    H[1, k] = gmax
+                if k == next_callback:
+                    event = CALLBACK_EVENT
+                    next_callback += run.every
+                    break
+            resume = 0
+            if plain:
+                if gtol > 0.0 and gmax <= gtol:
+                    event = GTOL
+                    break
+                if k > 0 and ftol > 0.0 and abs(fprev - f) <= ftol * max(
+                        abs(fprev), abs(f), 1.0):
+                    event = FTOL
+                    break
+            else:
+                hit = smoothed_tests(run.TS, run.RB, k, f, gmax, run.smoothing,
+                                     run.patience, gtol, ftol)
+                if hit == st.GTOL_HIT:
+                    event = GTOL
+                    break
+                if hit == st.FTOL_HIT:
+                    event = FTOL
+                    break
+            if k > 0 and xtol > 0.0:
+                if is_sparse:
+                    if both and bx.size >= sparse_from:
+                        d, sx = schange_p(x, bi, bx)
+                    else:
+                        d, sx = schange(x, bi, bx)
+                else:
+                    d, sx = change(x, xprev)
+                if d <= xtol * max(1.0, sx):
+                    event = XTOL
+                    break
+            if k >= run.maxiter:
+                event = MAXITER
+                break
+            t = aux[0] + 1.0
+            lr = rate(SP, t)
+            if history:
+                H[2, k] = lr
+            if is_sparse:
+                bi = gi
+                bx = np.empty_like(gv)
+                if both and gv.size >= sparse_from:
+                    if lazy:
+                        sstep_p(x, gi, gv, W, run.P, lr, bx)
+                    else:
+                        sstep_p(x, gi, gv, W, run.P, lr, bx, last)
+                elif lazy:
+                    sstep(x, gi, gv, W, run.P, lr, bx)
+                else:
+                    sstep(x, gi, gv, W, run.P, lr, bx, last)
+            else:
+                step(x, g, W, run.P, lr)
+            if averaging:
+                w = average_weight(AS, t)
+                if w != 0.0:
+                    average(A, x, w)
+            k += 1
+        return event, State(k, cur, evaluations, pos, next_callback, stamp, f, fprev,
+                            gi, gv, pi, pv, bi, bx)
+
+    return iterate
+
+
+# -------------------------------------------------------- Python hooks --
+
+def batch_source(nargs, positions):
+    """The source of ``batch(args, bufs, perm, pos, m)`` for ``nargs``
+    arguments of which those at ``positions`` are sliced, with the gather
+    kernels named ``gather0, gather1, ...``: a tuple of mixed types is built
+    element by element, which Numba compiles and Python runs alike."""
+    lines = ["def batch(args, bufs, perm, pos, m):"]
+    for j, p in enumerate(positions):
+        lines.append(f"    gather{j}(args[{p}], bufs[{j}], perm, pos, m)")
+    items = [f"bufs[{positions.index(i)}][:m]" if i in positions else f"args[{i}]"
+             for i in range(nargs)]
+    lines.append(f"    return ({', '.join(items)},)")
+    return "\n".join(lines)
+
+
+def batch_function(nargs, positions, gathers):
+    """``batch`` of :func:`batch_source`, as a Python function."""
+    namespace = {f"gather{j}": g for j, g in enumerate(gathers)}
+    exec(compile(batch_source(nargs, positions), "<numadam minibatch>", "exec"),
+         namespace)
+    return namespace["batch"]
+
+
+def python_evaluate(objective, jac_out):
+    """The ``evaluate`` hook over the objective's checked evaluator."""
+    ev = objective.evaluator(jac_out)
+    if objective.sparse in ("lazy", "catchup"):
+        def evaluate(xv, call, mark, where, stamp):
+            f, g = ev(xv, None, call)
+            return 0, f, g[0], g[1], stamp
+    elif jac_out:
+        def evaluate(xv, call, G, nxt, mark, where, stamp):
+            f, _ = ev(xv, G[nxt], call)
+            return 0, f, stamp
+    else:
+        def evaluate(xv, call, G, nxt, mark, where, stamp):
+            f, G[nxt] = ev(xv, None, call)
+            return 0, f, stamp
+    return evaluate
+
+
+def python_rate(schedule, learning_rate):
+    """The ``rate`` hook: a constant, a numadam schedule (the function the
+    compiled loop compiles), or a Python callable, validated."""
+    if schedule is None:
+        return lambda SP, t: learning_rate
+    if isinstance(schedule, Schedule):
+        return rate_function(schedule.kind, schedule.warmup_steps > 0.0)
+
+    def rate(SP, t):
+        return st.check_rate(schedule(int(t)), int(t))
+    return rate
+
+
+def python_loop(sw, engine, objective, control, setup, args):
+    """``iterate`` run by Python, the gradient rows ``G`` and the schedule
+    parameters, for :func:`run`.
+
+    ``G`` is a list: a returned gradient is kept as it is, not copied (with
+    ``jac_out``, two buffers the objective writes into in turn)."""
+    batch = None
+    if setup.batching is not None:
+        b = setup.batching
+        batch = batch_function(len(args), b.positions, b.gathers)
+    iterate = make_iterate(sw, python_evaluate(objective, control.jac_out), batch,
+                           python_rate(setup.schedule, engine.learning_rate))
+    x = engine.x
+    if objective.sparse not in ("lazy", "catchup"):
+        engine.dense_kernel()              # loaded from the disk cache, cheaply
+        preload.load(cpu.grad_norm_kernel(sw.parallel), x)
+    G = ([np.zeros_like(x), np.zeros_like(x)] if control.jac_out else [None, None])
+    SP = (tuple(setup.schedule.params.tolist())
+          if isinstance(setup.schedule, Schedule) else ())
+    return iterate, G, SP
+
+
+# ---------------------------------------------------------------- driver --
+
+def run(engine, objective, control, callback, setup, loop=python_loop):
     """Drive ``engine`` from its current ``x`` until a test ends the run.
 
-    Returns a dict with x, fun, jac, nit, status, message, and the history
-    records; x is the engine's own array, left at the last iterate.
+    ``loop(switches, engine, objective, control, setup, args) -> (iterate, G,
+    SP)`` gives the iteration: :func:`python_loop`, or the compiled one of
+    :mod:`numadam._compiled`. Returns a dict with x, fun, jac, nit, status,
+    message, and the history records; x is the engine's own array, left at
+    the last iterate.
     """
     x = engine.x
-    xprev = engine.xprev
-    xv = x.view()
-    xv.flags.writeable = False
-    W, P = engine.W, engine.P
-    aux = engine.aux
-    parallel = engine.parallel
-    gnorm = cpu.grad_norm_kernel(parallel)
-    change = cpu.change_kernel(parallel)
-    preload.load(gnorm, x)
-
+    n = x.shape[0]
+    dtype = x.dtype
     maxiter = control.maxiter
-    gtol = control.gtol
-    ftol = control.ftol
-    xtol = control.xtol
+    batching = setup.batching
+    args = tuple(objective.args)
+    sparse_mode = objective.sparse
+    sw = Switches(engine.rule_name, engine.F, engine.parallel,
+                  parallel_from(n, control.parallel, engine.rule_name, dtype),
+                  engine.bounded,
+                  batching is not None, sparse_mode,
+                  setup.smoothing == 0.0 and setup.patience == 1,
+                  setup.history is not None, engine.A is not None)
+    iterate, G, SP = loop(sw, engine, objective, control, setup, args)
     kind = callback_kind(callback)
-    every = control.callback_every
-    jac_out = control.jac_out
-    evaluate = objective.evaluator(jac_out)
-    isfinite = math.isfinite
-
-    lr_const = engine.learning_rate
-    schedule = setup.schedule
-    sched_params = (tuple(schedule.params.tolist())
-                    if isinstance(schedule, Schedule) else None)
-    s, patience = setup.smoothing, setup.patience
-    plain = s == 0.0 and patience == 1
+    progress = Progress(maxiter, engine.method) if control.disp else None
+    if kind is not None:
+        every = control.callback_every
+    elif progress is not None:
+        every = progress.every
+    else:
+        every = 0
     TS = np.zeros(st.TS_SIZE)
     TS[st.TS_PROD] = 1.0
-    RB = np.zeros(patience + 1)
-    batching = setup.batching
-    A, AS = engine.A, engine.AS
-    averaging = A is not None
-    if averaging:
-        average = cpu.average_kernel(parallel)
-    H = np.zeros((3, maxiter + 1)) if setup.history else None
-    progress = Progress(maxiter, engine.method) if control.disp else None
+    RB = np.zeros(setup.patience + 1)
+    H = np.zeros((3, maxiter + 1)) if setup.history else np.zeros((3, 0))
+    A = engine.A if engine.A is not None else np.zeros(0, dtype)
+    if batching is not None:
+        bufs = batching.buffers
+        batching.new_epoch()
+    else:
+        bufs = (np.zeros(0),)
 
-    # lazy and catch-up sparse steps: gradients are (idx, val) pairs, and
-    # each step saves the touched values of x (xb) instead of all of x
-    sparse = SparseSteps(engine, objective.sparse) if objective.sparse in (
-        "lazy", "catchup") else None
-    kernel = engine.dense_kernel() if sparse is None else None
-
-    # with jac_out, gradients alternate between two buffers, so that the
-    # previous one survives the next evaluation
-    spare = np.zeros_like(x) if jac_out else None
-    k = 0
-    evaluations = 1
-    call_args = batching.next_batch() if batching is not None else None
-    f, g = evaluate(xv, np.zeros_like(x) if jac_out else None, call_args)
-    f_prev = g_prev = prev_args = None
+    # the first evaluation, with Python's checks whatever the loop, so that
+    # a bad return value fails with a clear error before any step
+    jac_out = control.jac_out
+    evaluate = objective.evaluator(jac_out)
+    xv = x.view()
+    xv.flags.writeable = False
+    first_args = batching.next_batch() if batching is not None else None
+    f, g = evaluate(xv, G[0] if jac_out else None, first_args)
+    empty_idx = np.zeros(0, np.int64)
+    empty_val = np.zeros((0, 1), dtype)
+    gi = empty_idx
+    gv = empty_val
+    sparse = None
+    mark = where = last = empty_idx
+    co = objective.coalescer
+    if sparse_mode is not None:
+        if co.r is None:
+            # the first gradient was dense: the sparse ones that follow must
+            # come in rows of one value
+            co.r = 1
+            co.mark = np.zeros(n, np.int64)
+            co.where = np.zeros(n, np.int64)
+        mark, where = co.mark, co.where
+    if sparse_mode in ("lazy", "catchup"):
+        gi, gv = g
+        sparse = SparseSteps(engine, sparse_mode)
+        sparse.r = co.r
+        if sparse_mode == "catchup":
+            sparse.last = last = np.full(n // co.r, int(engine.aux[0]), np.int64)
+    elif not jac_out:
+        G[0] = g
+    rs = Run(x, xv, G, engine.W, engine.P, args, bufs,
+             batching.perm if batching is not None else np.zeros(0, np.int64), SP, TS,
+             RB, H, A, engine.AS, mark, where, last, control.gtol, control.ftol,
+             control.xtol, maxiter, every, setup.smoothing, setup.patience)
+    state = State(0, 0, 1, batching.pos if batching is not None else 0,
+                  every if every > 0 else -1, co.stamp if sparse_mode is not None else 0,
+                  f, math.nan, gi, gv, empty_idx, empty_val, empty_idx, empty_val)
+    # resume: 0 draws and evaluates the next iterate, 1 goes on with the
+    # evaluated iterate k, 2 with iterate k after its callback
+    resume = 1
     status = message = None
     while True:
-        gmax = gnorm(g) if sparse is None else sparse.norm(g)
-        if not (isfinite(f) and gmax == gmax):
-            what = ("function value" if not isfinite(f) else "gradient")
-            status, message = NONFINITE, nonfinite_message(k, what)
-            if k > 0:
-                if sparse is None:
-                    np.copyto(x, xprev)
-                else:
-                    sparse.undo()
-                if not jac_out and sparse is None and (
-                        g is g_prev or np.may_share_memory(g, g_prev)):
-                    f_prev, g_prev = evaluate(xv, None, prev_args)
-                    evaluations += 1
-                f, g = f_prev, g_prev
-            break
-        if H is not None:
-            H[0, k] = f
-            H[1, k] = gmax
-        if kind is not None and k > 0 and k % every == 0 and call_callback(
-                callback, kind, x, f, g if sparse is None else sparse.dense(g), k):
-            status, message = CALLBACK_STOP, MESSAGES[CALLBACK_STOP]
-            break
-        if plain:
-            if gtol > 0.0 and gmax <= gtol:
-                status, message = SUCCESS, MESSAGES["gtol"]
+        event, state = iterate(rs, state, resume)
+        k = state.k
+        if event == NEED_EPOCH:
+            batching.new_epoch()
+            rs = rs._replace(perm=batching.perm)
+            state = state._replace(pos=0)
+            resume = 0
+            continue
+        if event == CALLBACK_EVENT:
+            if progress is not None:
+                progress.update(k, state.f)
+            grad = G[state.cur] if sparse is None else sparse.dense((state.gi, state.gv))
+            if kind is not None and k % control.callback_every == 0 and \
+                    call_callback(callback, kind, x, state.f, grad, k):
+                status, message = CALLBACK_STOP, MESSAGES[CALLBACK_STOP]
                 break
-            if k > 0 and ftol > 0.0 and abs(f_prev - f) <= ftol * max(
-                    abs(f_prev), abs(f), 1.0):
-                status, message = SUCCESS, MESSAGES["ftol"]
-                break
-        else:
-            hit = st.smoothed_tests(TS, RB, k, f, gmax, s, patience, gtol, ftol)
-            if hit:
-                status = SUCCESS
-                message = tolerance_message("gtol" if hit == st.GTOL_HIT else "ftol",
-                                            setup)
-                break
-        if k > 0 and xtol > 0.0:
-            d, s_ = change(x, xprev) if sparse is None else sparse.change()
-            if d <= xtol * max(1.0, s_):
-                status, message = SUCCESS, MESSAGES["xtol"]
-                break
-        if k >= maxiter:
-            status, message = MAXITER, MESSAGES[MAXITER]
-            break
-        t = aux[0] + 1.0
-        if schedule is None:
-            lr = lr_const
-        elif sched_params is not None:
-            lr = schedule_value(sched_params, t)
-        else:
-            lr = st.check_rate(schedule(int(t)), int(t))
-        if H is not None:
-            H[2, k] = lr
-        if sparse is None:
-            kernel(x, g, W, P, lr)
-        else:
-            sparse.step(g, lr)
-        if averaging:
-            w = st.average_weight(AS, t)
-            if w != 0.0:
-                average(A, x, w)
-        k += 1
-        if progress is not None and k % progress.every == 0:
-            progress.update(k, f)
-        if jac_out:
-            spare, g_prev = g_prev if g_prev is not None else spare, g
-        else:
-            g_prev = g
-        f_prev = f
-        prev_args = call_args
-        if batching is not None:
-            call_args = batching.next_batch()
-        f, g = evaluate(xv, spare, call_args)
-        evaluations += 1
-
+            resume = 2
+            continue
+        if event in (BAD_GRADIENT, BAD_INDEX, BAD_ROWS):
+            objective.count(state.evaluations)
+            _raise_bad_return(event, objective, n, k, state.gi)
+        break
     if progress is not None:
-        progress.update(k, f)
+        progress.update(k, state.f)
         progress.close()
+    if sparse_mode is not None:
+        co.stamp = state.stamp      # the stamps the loop used are taken
+    evaluations = state.evaluations
+    cur = state.cur
+    f = state.f
+    gi, gv = state.gi, state.gv
+    if sparse is not None:
+        sparse.prev = (state.bi, state.bx)
+    if event == NONFINITE:
+        what = "function value" if not math.isfinite(f) else "gradient"
+        status, message = NONFINITE, nonfinite_message(k, what)
+        if k > 0:
+            if sparse is None:
+                np.copyto(x, engine.xprev)
+            f, cur = state.fprev, 1 - cur
+            gi, gv = state.pi, state.pv
+            if sparse is None and _aliased(G):
+                # the objective returned one array, written anew each call:
+                # the gradient at the restored x is evaluated again
+                f, G[cur] = evaluate(xv, None, None)
+                evaluations += 1
+    elif status is None:
+        if event == MAXITER:
+            status, message = MAXITER, MESSAGES[MAXITER]
+        else:
+            status = SUCCESS
+            which = {GTOL: "gtol", FTOL: "ftol", XTOL: "xtol"}[event]
+            message = tolerance_message(which, setup)
     objective.count(evaluations)
     rows = k + 1 if status != NONFINITE else k
-    jac = np.array(g, copy=True) if sparse is None else sparse.dense(g)
-    return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message, H=H,
-                rows=rows, sparse=sparse)
+    jac = np.array(G[cur], copy=True) if sparse is None else sparse.dense((gi, gv))
+    return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message,
+                H=H if setup.history else None, rows=rows, sparse=sparse)
+
+
+def _aliased(G):
+    """Whether the two gradient rows share memory (a Python objective that
+    returns one buffer, written anew each call)."""
+    a, b = G[0], G[1]
+    return a is b or (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and
+                      np.may_share_memory(a, b))
+
+
+def _raise_bad_return(event, objective, n, k, idx):
+    """The error of a bad return value the compiled evaluation found."""
+    if event == BAD_INDEX:
+        r = objective.coalescer.r
+        bad = int(idx[(idx < 0) | (idx >= n // r)][0])
+        what = (f"row index {bad} out of range for {n // r} rows of {r}"
+                if r > 1 else f"index {bad} out of range for x0 of size {n}")
+        raise IndexError(f"jac returned a sparse gradient with {what}")
+    if event == BAD_ROWS:
+        raise ValueError("the sparse gradients of a run must keep their row "
+                         f"length: {objective.coalescer.r} before, another now")
+    raise ValueError(f"jac must return an array of shape {(n,)} (the shape "
+                     f"of x0), got another length after step {k}")

@@ -246,8 +246,9 @@ COMMON_OPTIONS = (
            "0 (the default) disables the test.", lower=0.0),
     Option("disp", False, "Show a progress bar (tqdm, if installed) and print "
            "scipy's summary when the run ends.", kind="level"),
-    Option("parallel", None, "Use the parallel (``prange``) update kernel: "
-           "True, False, or None to decide by size.", kind="switch"),
+    Option("parallel", None, "Use the parallel (``prange``) kernels: True, "
+           "False, or None to decide by size (the size of x for dense steps, the "
+           "number of touched values for sparse ones).", kind="switch"),
     Option("state", None, "An :class:`~numadam.OptimizerState` from an earlier "
            "result (``res.state``) to continue that run exactly (checked against "
            "the method and x0 before the first evaluation).", kind="object"),

@@ -18,12 +18,13 @@ import os
 import sys
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import _rules
 from .._rules import Rule, get_rule, round_scalars, scalar_tuple
 from .._rules import _math as rule_math
 from .._rules._math import clip
+from ._jit import njit
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 

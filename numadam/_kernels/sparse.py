@@ -27,12 +27,13 @@ from __future__ import annotations
 import functools
 
 from llvmlite import ir
-from numba import njit, prange, types, uint64
+from numba import prange, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
 from .._rules import get_rule, round_scalars
 from .._rules._math import clip
+from ._jit import njit
 from .cpu import _JIT, fingerprint, layout
 
 
