@@ -19,7 +19,11 @@ What crosses to the host per step:
 
 When a device test stops the run at step ``j``, the host learns it at its
 next poll; the steps it issued meanwhile are no-ops on the device, their
-step counts are rolled back, and ``nit`` is ``j``.
+step counts are rolled back, and ``nit`` is ``j``. After a non-finite value
+at the iterate of step ``j > 0`` the run puts back the iterate of step
+``j - 1``, as the host loops do: each step saves the iterate it replaces
+(a row of ``W``, written in the same pass; the touched values for sparse
+steps), and ``fun`` and ``jac`` are evaluated once more there.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from . import _stochastic
 from ._arrays import as_bounds, as_x0, device_copy, is_device_array
 from ._device_engine import DeviceEngine, as_numba, load_cuda
 from ._loop import (CALLBACK_STOP, MAXITER, MESSAGES, NONFINITE, SUCCESS,
-                    callback_kind)
+                    callback_kind, nonfinite_message)
 from ._objective import jac_mode
 
 #: Steps between two polls of the device's stop flag.
@@ -120,7 +124,7 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
         x = cuda.to_device(xh)
         view = viewer(x)
     engine = DeviceEngine(spec, x, hyper, lo, hi, control.state, ck, guarded=True,
-                          track=xtol > 0.0)
+                          track=xtol > 0.0, backup=True)
     engine.schedule = setup.schedule
     if on_device:
         # x0 must be finite: the probe tells, before any evaluation
@@ -129,7 +133,7 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
             raise ValueError("x0 must be finite, but it holds a NaN or an infinity")
     engine.B.copy_to_device(_control_values(ck, gtol, xtol))
     if lo is not None:
-        ck.clip_kernel()[ck.blocks(n), ck.THREADS](x, engine.W)
+        ck.clip_kernel()[ck.blocks(n), ck.THREADS](x, engine.W, engine.bounds_row)
     if sparse is not None:
         engine.use_sparse(sparse)
 
@@ -199,16 +203,28 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     if stopped is None and status is None:
         # the tests of the last iterate: its gradient was probed
         stopped = _poll(engine, ck, snapshots, final_k=k)
+    rolled_back = False
     if stopped:
         reason, k, what = stopped
         status = reason
-        message = (MESSAGES[what] if reason == SUCCESS else
-                   f"Non-finite {what} at the iterate of step {k}; the run stopped "
-                   "there without stepping from it (res.x is that iterate).")
+        if reason == SUCCESS:
+            message = MESSAGES[what]
+        else:
+            message = nonfinite_message(k, what)
+            if k > 0:
+                # as on the host: back to the iterate of step k - 1, the last
+                # with a finite value and gradient (the state keeps k steps)
+                if engine.sparse is not None:
+                    engine.sparse.restore(k - 1)
+                else:
+                    x.copy_to_device(engine.xprev)
+                rolled_back = True
     elif status is None:
         status, message = MAXITER, MESSAGES[MAXITER]
-    if engine.sparse is not None and engine.sparse.flush():
-        # catch-up moved every row: f and g anew at the returned x
+    flushed = engine.sparse is not None and engine.sparse.flush()
+    if flushed or rolled_back:
+        # f and g anew at the returned x: catch-up moved every row, or a
+        # rollback put back the iterate before
         f, g_raw = evaluate(True)
         gd = as_gradient(g_raw)
     elif f is None:
@@ -241,6 +257,8 @@ def _poll(engine, ck, snapshots, final_k=None):
     reason = B[ck.STOP]
     if reason == 0.0:
         snapshots.clear()
+        if engine.sparse is not None:
+            engine.sparse.forget()
         return None
     j = int(B[ck.STOP_STEP])
     if j in snapshots:

@@ -65,21 +65,23 @@ def _check_vector(a, n, dtype, what):
 class DeviceEngine:
     """A method's state on the device, bound to the device array ``x``."""
 
-    def __init__(self, spec, x, values, lo, hi, state, ck, guarded, track=False):
+    def __init__(self, spec, x, values, lo, hi, state, ck, guarded, track=False,
+                 backup=False):
         from numba import cuda
 
         n = x.shape[0]
         dtype = np.dtype(x.dtype)
         bounded = lo is not None
-        p = plan(spec, values, n, dtype, state, bounded)
+        p = plan(spec, values, n, dtype, state, bounded, backup)
         rule, F, names, off = p.rule, p.F, p.names, p.off
         H, A = len(rule.hyper), len(rule.aux)
         W = cuda.device_array((off + len(names), n), dtype)
         P = p.P
         aux = p.aux
+        first = int(backup)
         if bounded:
-            W[0].copy_to_device(np.ascontiguousarray(lo, dtype))
-            W[1].copy_to_device(np.ascontiguousarray(hi, dtype))
+            W[first].copy_to_device(np.ascontiguousarray(lo, dtype))
+            W[first + 1].copy_to_device(np.ascontiguousarray(hi, dtype))
         if isinstance(p.init, tuple):
             fill = ck.fill_kernel()[ck.blocks(n), ck.THREADS]
             for k, v in enumerate(p.init):
@@ -109,7 +111,13 @@ class DeviceEngine:
         self.B = ck.control_array()
         self.guarded = guarded
         self.track = track
-        kernel = ck.step_kernel(rule.name, F, bounded, guarded, track)
+        #: with ``backup``, ``W[0]`` holds the iterate before the last step
+        #: (and sparse steps keep the values they touched), for a run's
+        #: non-finite rollback
+        self.backup = backup
+        self.xprev = W[0] if backup else None
+        self.bounds_row = first
+        kernel = ck.step_kernel(rule.name, F, bounded, guarded, track, backup)
         self.launch = kernel[ck.blocks(n, reduce=track), ck.THREADS]
         self.sparse = None
 
@@ -168,9 +176,12 @@ class DeviceSparse:
         self.mode = mode
         self.ck = ck
         make = ck.lazy_kernel if mode == "lazy" else ck.catchup_kernel
-        self.kernel = make(e.rule_name, e.F, e.bounded, e.guarded, e.track)
+        self.kernel = make(e.rule_name, e.F, e.bounded, e.guarded, e.track, e.backup)
         self.r = None
         self.last = None
+        #: with the engine's ``backup``: ``{k: (idx, xb)}``, the touched
+        #: values of x before step ``k``
+        self.backups = {}
 
     def parts(self, g):
         """``(idx, val)`` on the device, checked and coalesced."""
@@ -233,8 +244,15 @@ class DeviceSparse:
         ck = self.ck
         idx, val = g
         grid = ck.blocks(val.size, reduce=e.track)
+        if e.backup:
+            from numba import cuda
+
+            xb = cuda.device_array(val.shape, e.dtype)
+            self.backups[k] = (idx, xb)
+        else:
+            xb = val                   # not written
         if self.mode == "lazy":
-            self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, e.B, k)
+            self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, e.B, k, xb)
             return
         t = int(e.aux[0])
         if self.last is None:
@@ -242,7 +260,8 @@ class DeviceSparse:
 
             self.last = cuda.device_array(e.n // self.r, np.int64)
             ck.fill_kernel()[ck.blocks(self.last.size), ck.THREADS](self.last, t - 1)
-        self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, cf, e.B, k, self.last, t)
+        self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, cf, e.B, k, self.last, t,
+                                      xb)
         ck.mark_kernel()[ck.blocks(idx.size), ck.THREADS](idx, self.last, t, e.B)
         self.cf = cf
 
@@ -253,10 +272,22 @@ class DeviceSparse:
             return False
         ck = self.ck
         t = int(e.aux[0])
-        ck.flush_kernel(e.rule_name, e.F, e.bounded)[ck.blocks(e.n), ck.THREADS](
-            e.x, e.W, self.cf, self.last, self.r, t)
+        flush = ck.flush_kernel(e.rule_name, e.F, e.bounded, e.backup)
+        flush[ck.blocks(e.n), ck.THREADS](e.x, e.W, self.cf, self.last, self.r, t)
         ck.fill_kernel()[ck.blocks(self.last.size), ck.THREADS](self.last, t)
         return True
+
+    def restore(self, k):
+        """Put back the values of x that step ``k`` changed."""
+        idx, xb = self.backups[k]
+        ck = self.ck
+        ck.densify_kernel()[ck.blocks(xb.size), ck.THREADS](idx, xb, self.engine.x)
+
+    def forget(self):
+        """Drop the saved values of every step but the last."""
+        if len(self.backups) > 1:
+            last = max(self.backups)
+            self.backups = {last: self.backups[last]}
 
     def dense(self, g):
         from numba import cuda

@@ -197,16 +197,18 @@ def _record_change(sh, B, k, d, s):
 # ----------------------------------------------------------------- dense --
 
 @functools.cache
-def step_kernel(rule_name, F, bounded, guarded=False, track=False):
+def step_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False):
     """The dense step: ``step[blocks, THREADS](x, g, W, c, B, k)``.
 
-    ``W`` holds the lower and upper bounds (with ``bounded``) and then the
-    rule's state slots; ``c`` is the step's scalars (a tuple in x's dtype).
-    With ``guarded`` the step first runs the tests of ``B``; with ``track``
-    (xtol) it also reduces the change of x into ``B``, and must be launched
-    with ``blocks(n, reduce=True)``."""
+    ``W`` holds the previous iterate (with ``backup``, written by the step),
+    the lower and upper bounds (with ``bounded``) and then the rule's state
+    slots, as :func:`numadam._kernels.cpu.layout` lays them out; ``c`` is the
+    step's scalars (a tuple in x's dtype). With ``guarded`` the step first
+    runs the tests of ``B``; with ``track`` (xtol) it also reduces the change
+    of x into ``B``, and must be launched with ``blocks(n, reduce=True)``."""
     update = get_rule(rule_name).update
-    off = 2 * int(bounded)
+    lo = int(backup)
+    off = lo + 2 * int(bounded)
 
     @cuda.jit
     def step(x, g, W, c, B, k):
@@ -218,9 +220,11 @@ def step_kernel(rule_name, F, bounded, guarded=False, track=False):
         for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
             xn = update(i, x, g[i], S, c, F)
             if bounded:
-                xn = clip(xn, W, 0, 1, i)
+                xn = clip(xn, W, lo, lo + 1, i)
             if track:
                 d, s = _widen(d, s, xn, x[i])
+            if backup:
+                W[0, i] = x[i]
             x[i] = xn
         if track:
             sh = cuda.shared.array((2, THREADS), float64)
@@ -272,13 +276,13 @@ def fill_kernel():
 
 @functools.cache
 def clip_kernel():
-    """``clip[blocks(n), THREADS](x, W)``: ``x`` projected onto the bounds
-    rows 0 and 1 of ``W``."""
+    """``clip[blocks(n), THREADS](x, W, lo)``: ``x`` projected onto the bounds
+    rows ``lo`` and ``lo + 1`` of ``W``."""
 
     @cuda.jit
-    def clip_x(x, W):
+    def clip_x(x, W, lo):
         for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-            x[i] = clip(x[i], W, 0, 1, i)
+            x[i] = clip(x[i], W, lo, lo + 1, i)
 
     return clip_x
 
@@ -286,16 +290,20 @@ def clip_kernel():
 # ---------------------------------------------------------------- sparse --
 
 @functools.cache
-def lazy_kernel(rule_name, F, bounded, guarded=False, track=False):
+def lazy_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False):
     """The lazy sparse step: ``lazy[blocks(m), THREADS](x, idx, val, W, c, B,
-    k)`` for ``m = val.size``, ``val`` of shape ``(len(idx), r)`` holding the
-    gradient of the rows ``idx`` of x seen as rows of ``r``."""
+    k, xb)`` for ``m = val.size``, ``val`` of shape ``(len(idx), r)`` holding
+    the gradient of the rows ``idx`` of x seen as rows of ``r``. With
+    ``backup`` the touched values of x are saved in ``xb`` (the shape of
+    ``val``) before they change; ``W`` is laid out as for
+    :func:`step_kernel`."""
     rule = get_rule(rule_name)
     update = rule.lazy_update if rule.lazy_update is not None else rule.update
-    off = 2 * int(bounded)
+    lo = int(backup)
+    off = lo + 2 * int(bounded)
 
     @cuda.jit
-    def lazy(x, idx, val, W, c, B, k):
+    def lazy(x, idx, val, W, c, B, k, xb):
         if guarded and _guard(B, k, track):
             return
         S = W[off:]
@@ -306,9 +314,11 @@ def lazy_kernel(rule_name, F, bounded, guarded=False, track=False):
             j = e // r
             q = e - j * r
             i = idx[j] * r + q
+            if backup:
+                xb[j, q] = x[i]
             xn = update(i, x, val[j, q], S, c, F)
             if bounded:
-                xn = clip(xn, W, 0, 1, i)
+                xn = clip(xn, W, lo, lo + 1, i)
             if track:
                 d, s = _widen(d, s, xn, x[i])
             x[i] = xn
@@ -320,21 +330,23 @@ def lazy_kernel(rule_name, F, bounded, guarded=False, track=False):
 
 
 @functools.cache
-def catchup_kernel(rule_name, F, bounded, guarded=False, track=False):
+def catchup_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False):
     """The catch-up sparse step: ``catchup[blocks(m), THREADS](x, idx, val, W,
-    c, cf, B, k, last, t)``: each touched coordinate first replays the
+    c, cf, B, k, last, t, xb)``: each touched coordinate first replays the
     ``t - last[row] - 1`` steps its row skipped, then takes the step. ``cf``
     is the step's float64 scalars, ``t`` the step number; :func:`mark_kernel`
-    then records ``t`` in ``last``."""
+    then records ``t`` in ``last``. ``backup`` and ``xb`` as for
+    :func:`lazy_kernel`."""
     rule = get_rule(rule_name)
     update = rule.update
     factors = rule.catchup_factors
     replay = rule.catchup
     has_catchup = factors is not None
-    off = 2 * int(bounded)
+    lo = int(backup)
+    off = lo + 2 * int(bounded)
 
     @cuda.jit
-    def catchup(x, idx, val, W, c, cf, B, k, last, t):
+    def catchup(x, idx, val, W, c, cf, B, k, last, t, xb):
         if guarded and _guard(B, k, track):
             return
         S = W[off:]
@@ -347,13 +359,15 @@ def catchup_kernel(rule_name, F, bounded, guarded=False, track=False):
             row = idx[j]
             i = row * r + q
             x0 = x[i]
+            if backup:
+                xb[j, q] = x0
             skipped = t - last[row] - 1
             if has_catchup and skipped > 0:
                 f = factors(skipped, cf, F)
                 x[i] = replay(i, x, S, f, F)
             xn = update(i, x, val[j, q], S, c, F)
             if bounded:
-                xn = clip(xn, W, 0, 1, i)
+                xn = clip(xn, W, lo, lo + 1, i)
             if track:
                 d, s = _widen(d, s, xn, x0)
             x[i] = xn
@@ -380,7 +394,7 @@ def mark_kernel():
 
 
 @functools.cache
-def flush_kernel(rule_name, F, bounded):
+def flush_kernel(rule_name, F, bounded, backup=False):
     """``flush[blocks(n), THREADS](x, W, cf, last, r, t)``: replay, for every
     coordinate, the steps its row missed up to step ``t``; then
     ``fill(last, t)``."""
@@ -388,7 +402,8 @@ def flush_kernel(rule_name, F, bounded):
     factors = rule.catchup_factors
     replay = rule.catchup
     has_catchup = factors is not None
-    off = 2 * int(bounded)
+    lo = int(backup)
+    off = lo + 2 * int(bounded)
 
     @cuda.jit
     def flush(x, W, cf, last, r, t):
@@ -401,7 +416,7 @@ def flush_kernel(rule_name, F, bounded):
                 f = factors(missed, cf, F)
                 xn = replay(i, x, S, f, F)
                 if bounded:
-                    xn = clip(xn, W, 0, 1, i)
+                    xn = clip(xn, W, lo, lo + 1, i)
                 x[i] = xn
 
     return flush
