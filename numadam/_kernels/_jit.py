@@ -3,7 +3,7 @@
 Numba names a compiled function after its ``__qualname__``, its argument
 types and a counter that starts afresh in every process. Kernels loaded from
 the on-disk cache keep the name they were compiled under, so two kernels of
-one factory (``step_kernel.<locals>.step`` for adam and for lion, say)
+one factory (``step_kernel.<locals>.step`` for two rules, say)
 compiled by different processes can come back with the same symbol; a
 compiled loop that calls one of them may then be linked to the other.
 
