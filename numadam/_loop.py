@@ -216,6 +216,7 @@ def make_iterate(sw, evaluate, batch, rate):
     _, H_, A_ = cpu.layout(sw.rule_name, sw.bounded, True)
     smoothed_tests = st.smoothed_tests
     average_weight = st.average_weight
+    isfinite = math.isfinite
     gnorm = cpu.grad_norm_kernel(sw.parallel)
     # sparse kernels: serial, and parallel from sw.sparse_from touched values
     # (both compiled in only when the run can reach that size)
@@ -255,8 +256,10 @@ def make_iterate(sw, evaluate, batch, rate):
         gtol = run.gtol
         ftol = run.ftol
         xtol = run.xtol
+        P = run.P
+        maxiter = run.maxiter
         xprev = W[0]
-        aux = run.P[H_:H_ + A_]
+        aux = P[H_:H_ + A_]
         k = state.k
         cur = state.cur
         evaluations = state.evaluations
@@ -311,7 +314,7 @@ def make_iterate(sw, evaluate, batch, rate):
             else:
                 g = G[cur]
                 gmax = gnorm(g)
-            if gmax != gmax or not math.isfinite(f):
+            if gmax != gmax or not isfinite(f):
                 if is_sparse and k > 0:
                     if both and bx.size >= sparse_from:
                         srestore_p(x, bi, bx)
@@ -356,7 +359,7 @@ def make_iterate(sw, evaluate, batch, rate):
                 if d <= xtol * max(1.0, sx):
                     event = XTOL
                     break
-            if k >= run.maxiter:
+            if k >= maxiter:
                 event = MAXITER
                 break
             t = aux[0] + 1.0
@@ -368,15 +371,15 @@ def make_iterate(sw, evaluate, batch, rate):
                 bx = np.empty_like(gv)
                 if both and gv.size >= sparse_from:
                     if lazy:
-                        sstep_p(x, gi, gv, W, run.P, lr, bx)
+                        sstep_p(x, gi, gv, W, P, lr, bx)
                     else:
-                        sstep_p(x, gi, gv, W, run.P, lr, bx, last)
+                        sstep_p(x, gi, gv, W, P, lr, bx, last)
                 elif lazy:
-                    sstep(x, gi, gv, W, run.P, lr, bx)
+                    sstep(x, gi, gv, W, P, lr, bx)
                 else:
-                    sstep(x, gi, gv, W, run.P, lr, bx, last)
+                    sstep(x, gi, gv, W, P, lr, bx, last)
             else:
-                step(x, g, W, run.P, lr)
+                step(x, g, W, P, lr)
             if averaging:
                 w = average_weight(AS, t)
                 if w != 0.0:
