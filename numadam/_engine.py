@@ -166,8 +166,10 @@ class Engine:
 class SparseSteps:
     """The lazy or catch-up steps of an engine with sparse gradients.
 
-    With ``backup`` each step saves the values of x it touches (for the
-    loops' non-finite check and xtol); :class:`numadam.Optimizer` needs none.
+    ``backup`` matches an engine built with a backup row (the loops', which
+    step with :mod:`numadam._loop`'s iteration and use this object for the
+    final catch-up flush and dense gradients); :class:`numadam.Optimizer`
+    steps here, without one.
     """
 
     def __init__(self, engine, mode, backup=True):
@@ -180,19 +182,11 @@ class SparseSteps:
         self.kernels = {p: make(*args, p, engine.bounded, backup) for p in (False, True)}
         self.flushes = {p: sk.flush_kernel(*args, p, engine.bounded, backup)
                         for p in (False, True)}
-        self.norms = {p: cpu.grad_norm_kernel(p) for p in (False, True)}
-        self.changes = {p: sk.change_kernel(p) for p in (False, True)}
-        self.restores = {p: sk.restore_kernel(p) for p in (False, True)}
         self.densify = sk.densify_kernel(engine.parallel)
         self.use_parallel = lambda size: cpu.use_parallel(size, None, engine.rule_name,
                                                           engine.x.dtype)
         self.last = None
         self.r = 1
-        self.prev = None           # (idx, xb) of the last step
-
-    def norm(self, g):
-        val = g[1]
-        return self.norms[self.use_parallel(val.size)](val.reshape(-1))
 
     def step(self, g, lr):
         idx, val = g
@@ -207,16 +201,6 @@ class SparseSteps:
                 self.last = np.full(self.x.shape[0] // self.r, t0, np.int64)
             self.kernels[par](self.x, idx, val, self.engine.W, self.engine.P, lr, xb,
                               self.last)
-        if self.backup:
-            self.prev = (idx, xb)
-
-    def undo(self):
-        idx, xb = self.prev
-        self.restores[self.use_parallel(xb.size)](self.x, idx, xb)
-
-    def change(self):
-        idx, xb = self.prev
-        return self.changes[self.use_parallel(xb.size)](self.x, idx, xb)
 
     def flush(self):
         """Catch-up: bring every row up to the last step (at the end)."""

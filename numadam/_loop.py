@@ -586,8 +586,6 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     cur = state.cur
     f = state.f
     gi, gv = state.gi, state.gv
-    if sparse is not None:
-        sparse.prev = (state.bi, state.bx)
     if event == NONFINITE:
         what = "function value" if not math.isfinite(f) else "gradient"
         status, message = NONFINITE, nonfinite_message(k, what)
