@@ -117,6 +117,21 @@ def test_every_method_clips_then_steps_as_the_reference(variant, dtype):
     assert not np.allclose(unclipped.x, ref.x, rtol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_the_first_pass_sums_squares_in_float64(dtype):
+    """The serial sum, the threads' blocks (from cpu.SUM_PARALLEL elements)
+    and a sparse gradient's rows agree with NumPy's float64 sum."""
+    rng = np.random.default_rng(5)
+    for n in (1, 1000, cpu.SUM_PARALLEL + 7):
+        g = rng.standard_normal(n).astype(dtype)
+        want = float(np.sum(np.square(g.astype(np.float64))))
+        for total in (cpu.sum_squares(g), cpu.sum_squares_parallel(g)):
+            assert total == pytest.approx(want, rel=1e-12)
+    rows = rng.standard_normal((7, 3)).astype(dtype)
+    assert cpu.sum_squares(rows) == pytest.approx(
+        float(np.sum(np.square(rows.astype(np.float64)))), rel=1e-13)
+
+
 def test_the_scale_is_recorded_and_off_changes_no_bit():
     g = np.full(4, 3.0)                 # norm 6
     x = np.zeros(4)
