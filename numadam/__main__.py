@@ -47,9 +47,10 @@ def _demo(args):
             res = minimize(pr.fun, pr.x0, args=pr.args, method=method, jac=pr.jac,
                            options=options)
             elapsed = time.perf_counter() - start
+            outcome = ("converged" if res.success else
+                       "maxiter" if res.status == 1 else res.message)
             print(f"{pr.name:<12} {method:<9} {res.fun - pr.fopt:>13.3e} "
-                  f"{res.nit:>7d} {1e3 * elapsed:>10.2f}  {res.status} "
-                  f"{'converged' if res.success else 'maxiter' if res.status == 1 else res.message}")
+                  f"{res.nit:>7d} {1e3 * elapsed:>10.2f}  {res.status} {outcome}")
         x0 = pr.x0.astype(np.float64)
         minimize(pr.fun, x0, args=pr.args, method="L-BFGS-B", jac=pr.jac)
         start = time.perf_counter()

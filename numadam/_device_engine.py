@@ -4,7 +4,10 @@
 ``W`` in device memory and steps with the CUDA kernels of
 :mod:`numadam._kernels.cuda`, built from the same rules as the CPU kernels.
 The step count and the per-step scalars live on the host and go to the
-kernel as arguments. :func:`load_cuda` imports CUDA only when a device
+kernel as arguments. With ``clip_norm``, the first pass of a step (the sum
+of squares of the gradient and the clipping factor) runs on the device and
+its factor stays there, in a one-element array the step kernel reads: no
+value crosses to the host. :func:`load_cuda` imports CUDA only when a device
 engine is asked for, so importing numadam never does.
 """
 
@@ -120,6 +123,15 @@ class DeviceEngine:
         kernel = ck.step_kernel(rule.name, F, bounded, guarded, track, backup)
         self.launch = kernel[ck.blocks(n, reduce=track), ck.THREADS]
         self.sparse = None
+        # the first pass: the gradient's factor Sc (x's dtype) and the sum of
+        # squares R[0], on the device (see numadam._kernels.cuda)
+        self.clip_norm = values.get("clip_norm")
+        self.grouped = False         # an Optimizer's arrays: it sets Sc itself
+        self.rule_sums, _ = cpu.reduction_plan(rule)
+        self.Sc = cuda.to_device(np.ones(1, dtype))
+        self.R = cuda.to_device(np.zeros(1))
+        if self.rule_sums:
+            self.reduced = cpu.reduced_scalars_kernel(rule.name, F, H, A)
 
     def use_sparse(self, mode):
         self.sparse = DeviceSparse(self, mode)
@@ -150,15 +162,59 @@ class DeviceEngine:
         """One update with the device gradient ``g`` (dense, or the ``(idx,
         val)`` of a sparse one) at learning rate ``lr``."""
         c, cf = self.scalars(self.P, lr, self.proto)
+        if self.clip_norm is not None or self.rule_sums:
+            c, cf = self.first_pass(flat_values(g), c, cf)
         if self.sparse is not None:
             self.sparse.step(g, c, cf, k)
         else:
-            self.launch(self.x, g, self.W, c, self.B, k)
+            self.launch(self.x, g, self.W, c, self.B, k, self.Sc)
+
+    def add_sum_squares(self, flat, R, j=0):
+        """Launch the sum of the squares of the 1-D device array ``flat`` into
+        ``R[j]``."""
+        ck = self.ck
+        ck.sum_squares_kernel()[ck.blocks(flat.size, reduce=True), ck.THREADS](flat, R, j)
+
+    def set_factor(self, R, j, reset):
+        """Launch the clipping factor of the sum of squares ``R[j]`` into
+        ``Sc``."""
+        self.ck.scale_kernel()[1, 1](R, j, self.Sc, self.clip_norm, reset)
+
+    def first_pass(self, flat, c, cf):
+        """The step's first pass over its gradient values ``flat``: the
+        clipping factor into ``Sc`` (unless the engine is one of an
+        Optimizer's arrays, whose factor the Optimizer sets) and the rule's
+        reductions. Returns the step's scalars ``(c, cf)``, completed by the
+        rule's ``reduced_coefficients`` when it has any: those are the host's,
+        so they cost one copy of ``R`` (and of ``Sc``) to the host."""
+        clipping = self.clip_norm is not None and not self.grouped
+        if not (clipping or self.rule_sums):
+            return c, cf
+        self.add_sum_squares(flat, self.R)
+        if clipping:
+            self.set_factor(self.R, 0, reset=not self.rule_sums)
+        if not self.rule_sums:
+            return c, cf
+        own = float(self.R.copy_to_host()[0])
+        self.R.copy_to_device(np.zeros(1))
+        s = float(self.Sc.copy_to_host()[0])
+        R = np.zeros(len(self.rule.reductions))
+        R[self.rule.reductions.index("gsq")] = own * (s * s)
+        return self.reduced(self.P, R, self.proto)
 
     def state(self, copy):
         S = device_copy(self.S) if copy else self.S
         return OptimizerState(self.method, self.rule_name, self.F, self.names, S,
                               self.aux.copy())
+
+
+def flat_values(g):
+    """The values of a device gradient as one 1-D device array: a dense
+    gradient itself, the ``(k, r)`` values of a sparse one ``(idx, val)``."""
+    if isinstance(g, tuple):
+        val = g[1]
+        return val.reshape(val.size) if val.ndim > 1 else val
+    return g
 
 
 class DeviceSparse:
@@ -252,7 +308,7 @@ class DeviceSparse:
         else:
             xb = val                   # not written
         if self.mode == "lazy":
-            self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, e.B, k, xb)
+            self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, e.B, k, xb, e.Sc)
             return
         t = int(e.aux[0])
         if self.last is None:
@@ -261,7 +317,7 @@ class DeviceSparse:
             self.last = cuda.device_array(e.n // self.r, np.int64)
             ck.fill_kernel()[ck.blocks(self.last.size), ck.THREADS](self.last, t - 1)
         self.kernel[grid, ck.THREADS](e.x, idx, val, e.W, c, cf, e.B, k, self.last, t,
-                                      xb)
+                                      xb, e.Sc)
         ck.mark_kernel()[ck.blocks(idx.size), ck.THREADS](idx, self.last, t, e.B)
         self.cf = cf
 

@@ -9,7 +9,11 @@ optional state to continue from into the arrays every engine keeps:
     :func:`numadam._kernels.cpu.layout`);
 ``P`` (float64)
     the rule's hyperparameters, its running scalars ``aux`` (the step count
-    first) and room for the per-step scalars.
+    first), room for the per-step scalars and the gradient block of the
+    kernels' first pass: ``clip_norm`` (0.0: no clipping), the sum of squares
+    over all arrays when a caller gives it (-1.0: each kernel sums its own
+    gradient), the factor of the last gradient and the rule's reductions
+    (see :func:`numadam._kernels.cpu.gradient_block`).
 
 :class:`Engine` keeps them on the host and steps with the CPU kernels;
 :class:`numadam._device_engine.DeviceEngine` builds the same plan with ``W``
@@ -27,7 +31,6 @@ import numpy as np
 from ._arrays import host_array
 from ._kernels import cpu, preload
 from ._kernels import sparse as sk
-from ._rules import NC
 from ._state import OptimizerState, check_state
 
 __all__ = ["Plan", "plan", "Engine", "SparseSteps"]
@@ -62,8 +65,13 @@ def plan(spec, values, n, dtype, state=None, bounded=False, backup=False):
     if state is not None:
         check_state(state, spec, F, n, np.dtype(dtype))
     off, H, A = cpu.layout(rule.name, bounded, backup)
-    P = np.zeros(H + A + NC, np.float64)
+    K, NG = cpu.gradient_block(rule.name)
+    P = np.zeros(K + NG, np.float64)
     P[:H] = [values[name] for name in rule.hyper]
+    clip_norm = values.get("clip_norm")
+    P[K + cpu.G_CLIP] = 0.0 if clip_norm is None else clip_norm
+    P[K + cpu.G_TOTAL] = -1.0
+    P[K + cpu.G_SCALE] = 1.0
     if state is not None:
         P[H:H + A] = state.aux
         init = state.S
@@ -114,6 +122,9 @@ class Engine:
         self.xprev = W[0] if backup else None
         self.rule = rule
         self.rule_name = rule.name
+        K, NG = cpu.gradient_block(rule.name)
+        #: the gradient block of P (a view): see cpu.gradient_block
+        self.G = p.P[K:K + NG]
         self.names = p.names
         self.F = p.F
         self.parallel = cpu.use_parallel(n, parallel, rule.name, dtype)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, make_dataclass
 import numpy as np
 from scipy.optimize import OptimizeWarning
 
-__all__ = ["Option", "COMMON_OPTIONS", "RunOptions", "run_options", "check_count",
-           "warn_user"]
+__all__ = ["Option", "UPDATE_OPTIONS", "COMMON_OPTIONS", "RunOptions", "run_options",
+           "check_count", "warn_user"]
 
 _REQUIRED = object()
 
@@ -232,7 +232,25 @@ def check_count(value, what, least=0):
     return v
 
 
-#: Options every numadam method accepts, besides its hyperparameters.
+#: Options of the update that every method takes besides its own
+#: hyperparameters, in :func:`numadam.minimize` and :class:`numadam.Optimizer`
+#: alike: :class:`numadam._registry.MethodSpec` appends them to each method's
+#: options, so they are validated, shown and documented with them.
+UPDATE_OPTIONS = (
+    Option("clip_norm", None, "Clip the gradient to this global L2 norm before "
+           "the update, as ``torch.nn.utils.clip_grad_norm_`` does: with ``n = "
+           "sqrt(sum(g**2))``, summed in float64 over every array (an Optimizer's "
+           "arrays together; a sparse gradient's coalesced values), g is "
+           "multiplied by ``clip_norm / (n + 1e-6)`` when that is below 1, before "
+           "weight decay and the rest of the update. ``optax.clip_by_global_norm`` "
+           "scales by ``clip_norm / n`` when ``n > clip_norm`` (no 1e-6). The "
+           "termination tests, res.jac and the history see the gradient as jac "
+           "returns it. None (the default) does not clip.", lower=0.0,
+           lower_open=True, optional=True, symbol="c"),
+)
+
+#: Options every numadam method accepts in :func:`numadam.minimize`, besides
+#: its hyperparameters and :data:`UPDATE_OPTIONS`.
 COMMON_OPTIONS = (
     Option("maxiter", 1000, "Maximum number of update steps. ``res.nit`` "
            "counts the steps taken.", kind="int"),

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from . import schedules
-from ._options import COMMON_OPTIONS, Option, closest
+from ._options import COMMON_OPTIONS, UPDATE_OPTIONS, Option, closest
 from ._rules import get_rule
 
 __all__ = ["MethodSpec", "METHODS", "SCIPY_METHODS", "SPARSE_MODES", "get_spec",
@@ -38,6 +38,9 @@ class MethodSpec:
     name: str
     rule: str
     summary: str
+    #: The method's options (:class:`~numadam._options.Option`); the update
+    #: options every method takes (:data:`~numadam._options.UPDATE_OPTIONS`:
+    #: ``clip_norm``) are appended to them when the spec is made.
     options: tuple
     math: str
     symbols: str
@@ -63,6 +66,9 @@ class MethodSpec:
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         object.__setattr__(self, "variants",
                            tuple(MappingProxyType(dict(v)) for v in self.variants))
+        shared = {o.name for o in UPDATE_OPTIONS}
+        object.__setattr__(self, "options", tuple(
+            o for o in self.options if o.name not in shared) + UPDATE_OPTIONS)
         unknown = set(self.sparse_modes) - {"lazy", "catchup"}
         if unknown:
             raise ValueError(f"{self.name}: unknown sparse modes {sorted(unknown)}")

@@ -176,9 +176,8 @@ def step(lr, rate, steps):
 def cosine(lr, decay_steps, final_lr=0.0):
     """Cosine annealing from ``lr`` to ``final_lr`` over ``decay_steps`` steps,
     then ``final_lr``."""
-    return Schedule(COSINE, _real("lr", lr), b=_real("decay_steps", decay_steps,
-                                                      low=0.0, low_open=True),
-                    c=_real("final_lr", final_lr))
+    steps = _real("decay_steps", decay_steps, low=0.0, low_open=True)
+    return Schedule(COSINE, _real("lr", lr), b=steps, c=_real("final_lr", final_lr))
 
 
 def warmup(schedule, steps, init=0.0):

@@ -37,11 +37,26 @@ DEFAULTS = {
 }
 
 
-class Reference:
-    """``Reference(method, x0, **options)``; ``step(g)`` updates ``self.x``."""
+def clip_grad_norm(grads, clip_norm):
+    """torch.nn.utils.clip_grad_norm_ written from its formula (FORMULAS.md,
+    "Gradient clipping by global norm"): the arrays ``grads`` scaled by
+    ``min(1, clip_norm / (n + 1e-6))``, ``n`` the L2 norm of all of them
+    together, summed here in float64 with NumPy; each scaled in its own
+    dtype by the factor rounded to it. Returns ``(scaled, factor)``."""
+    n = math.sqrt(sum(float(np.sum(np.square(np.asarray(g, dtype=np.float64))))
+                      for g in grads))
+    factor = min(1.0, clip_norm / (n + 1e-6))
+    return [np.asarray(g) * np.asarray(g).dtype.type(factor) for g in grads], factor
 
-    def __init__(self, method, x0, **options):
+
+class Reference:
+    """``Reference(method, x0, **options)``; ``step(g)`` updates ``self.x``.
+
+    ``clip_norm`` clips each gradient first (:func:`clip_grad_norm`)."""
+
+    def __init__(self, method, x0, clip_norm=None, **options):
         self.method = method
+        self.clip_norm = clip_norm
         self.o = dict(DEFAULTS[method])
         unknown = set(options) - set(self.o)
         if unknown:
@@ -62,6 +77,8 @@ class Reference:
 
     def step(self, g):
         g = np.asarray(g, dtype=self.x.dtype)
+        if self.clip_norm is not None:
+            g = clip_grad_norm([g], self.clip_norm)[0][0]
         self.t += 1
         fn = {"sgd": self._sgd, "adagrad": self._adagrad, "rmsprop": self._rmsprop,
               "adam": self._adam, "amsgrad": self._adam, "adamw": self._adam,

@@ -12,6 +12,15 @@ to the element type, by :func:`numadam._kernels.cpu.scalars_kernel`, and
 passed as a tuple argument: the step count and the running scalars stay on
 the host, and a step is one kernel launch.
 
+The first pass of a step (see :mod:`numadam._rules`) is two more launches
+when a run clips: :func:`sum_squares_kernel` adds the gradient's squares into
+a float64 device array ``R``, and :func:`scale_kernel` turns the sum into the
+gradient's factor, in a one-element device array ``Sc`` of x's dtype that
+every step kernel reads (1 without clipping: the product changes no bit).
+Nothing crosses to the host. A rule's own reductions feed per-step scalars,
+which are the host's: for such a rule the device engine copies ``R`` back
+once per step.
+
 Runs of :func:`numadam.minimize` use *guarded* kernels, which let the
 termination tests run on the device, so that no value has to cross to the
 host per step (see :mod:`numadam._device`). ``B`` is a small float64 array
@@ -128,6 +137,21 @@ def _block_max2(sh, a, b):
 
 
 @cuda.jit(device=True)
+def _block_sum(sh, a):
+    """The sum of ``a`` over the block (every thread must call)."""
+    tid = cuda.threadIdx.x
+    sh[tid] = a
+    cuda.syncthreads()
+    s = THREADS // 2
+    while s > 0:
+        if tid < s:
+            sh[tid] += sh[tid + s]
+        cuda.syncthreads()
+        s //= 2
+    return sh[0]
+
+
+@cuda.jit(device=True)
 def _guard(B, k, track):
     """The guarded kernels' test before step ``k``: True to skip the step.
 
@@ -198,27 +222,30 @@ def _record_change(sh, B, k, d, s):
 
 @functools.cache
 def step_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False):
-    """The dense step: ``step[blocks, THREADS](x, g, W, c, B, k)``.
+    """The dense step: ``step[blocks, THREADS](x, g, W, c, B, k, Sc)``.
 
     ``W`` holds the previous iterate (with ``backup``, written by the step),
     the lower and upper bounds (with ``bounded``) and then the rule's state
     slots, as :func:`numadam._kernels.cpu.layout` lays them out; ``c`` is the
-    step's scalars (a tuple in x's dtype). With ``guarded`` the step first
-    runs the tests of ``B``; with ``track`` (xtol) it also reduces the change
-    of x into ``B``, and must be launched with ``blocks(n, reduce=True)``."""
+    step's scalars (a tuple in x's dtype); ``Sc[0]`` the gradient's factor
+    (:func:`scale_kernel`; 1 without clipping). With ``guarded`` the step
+    first runs the tests of ``B``; with ``track`` (xtol) it also reduces the
+    change of x into ``B``, and must be launched with ``blocks(n,
+    reduce=True)``."""
     update = get_rule(rule_name).update
     lo = int(backup)
     off = lo + 2 * int(bounded)
 
     @cuda.jit
-    def step(x, g, W, c, B, k):
+    def step(x, g, W, c, B, k, Sc):
         if guarded and _guard(B, k, track):
             return
         S = W[off:]
+        sc = Sc[0]
         d = 0.0
         s = 0.0
         for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-            xn = update(i, x, g[i], S, c, F)
+            xn = update(i, x, g[i] * sc, S, c, F)
             if bounded:
                 xn = clip(xn, W, lo, lo + 1, i)
             if track:
@@ -263,6 +290,45 @@ def probe_kernel():
 
 
 @functools.cache
+def sum_squares_kernel():
+    """``sumsq[blocks(n, True), THREADS](a, R, j)``: add ``sum(a**2)`` over the
+    1-D array ``a``, in float64, to ``R[j]`` (the first pass of a step)."""
+
+    @cuda.jit
+    def sumsq(a, R, j):
+        acc = 0.0
+        for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+            v = float64(a[i])
+            acc += v * v
+        sh = cuda.shared.array(THREADS, float64)
+        acc = _block_sum(sh, acc)
+        if cuda.threadIdx.x == 0:
+            cuda.atomic.add(R, j, acc)
+
+    return sumsq
+
+
+@functools.cache
+def scale_kernel():
+    """``scale[1, 1](R, j, Sc, clip_norm, reset)``: the gradient's factor from
+    the sum of squares ``R[j]``, as ``torch.nn.utils.clip_grad_norm_`` forms
+    it (``clip_norm / (norm + 1e-6)``, at most 1; NaN stays NaN), into
+    ``Sc[0]`` in Sc's dtype; with ``reset``, ``R[j] = 0`` for the next step."""
+
+    @cuda.jit
+    def scale(R, j, Sc, clip_norm, reset):
+        if cuda.grid(1) == 0:
+            coef = clip_norm / (math.sqrt(R[j]) + 1e-6)
+            if coef >= 1.0:
+                coef = 1.0
+            Sc[0] = coef
+            if reset:
+                R[j] = 0.0
+
+    return scale
+
+
+@functools.cache
 def fill_kernel():
     """``fill[blocks(n), THREADS](a, value)``: every element of 1-D ``a``."""
 
@@ -292,10 +358,10 @@ def clip_kernel():
 @functools.cache
 def lazy_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False):
     """The lazy sparse step: ``lazy[blocks(m), THREADS](x, idx, val, W, c, B,
-    k, xb)`` for ``m = val.size``, ``val`` of shape ``(len(idx), r)`` holding
-    the gradient of the rows ``idx`` of x seen as rows of ``r``. With
+    k, xb, Sc)`` for ``m = val.size``, ``val`` of shape ``(len(idx), r)``
+    holding the gradient of the rows ``idx`` of x seen as rows of ``r``. With
     ``backup`` the touched values of x are saved in ``xb`` (the shape of
-    ``val``) before they change; ``W`` is laid out as for
+    ``val``) before they change; ``W`` is laid out and ``Sc`` read as for
     :func:`step_kernel`."""
     rule = get_rule(rule_name)
     update = rule.lazy_update if rule.lazy_update is not None else rule.update
@@ -303,11 +369,12 @@ def lazy_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False)
     off = lo + 2 * int(bounded)
 
     @cuda.jit
-    def lazy(x, idx, val, W, c, B, k, xb):
+    def lazy(x, idx, val, W, c, B, k, xb, Sc):
         if guarded and _guard(B, k, track):
             return
         S = W[off:]
         r = val.shape[1]
+        sc = Sc[0]
         d = 0.0
         s = 0.0
         for e in range(cuda.grid(1), idx.shape[0] * r, cuda.gridsize(1)):
@@ -316,7 +383,7 @@ def lazy_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False)
             i = idx[j] * r + q
             if backup:
                 xb[j, q] = x[i]
-            xn = update(i, x, val[j, q], S, c, F)
+            xn = update(i, x, val[j, q] * sc, S, c, F)
             if bounded:
                 xn = clip(xn, W, lo, lo + 1, i)
             if track:
@@ -332,10 +399,10 @@ def lazy_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False)
 @functools.cache
 def catchup_kernel(rule_name, F, bounded, guarded=False, track=False, backup=False):
     """The catch-up sparse step: ``catchup[blocks(m), THREADS](x, idx, val, W,
-    c, cf, B, k, last, t, xb)``: each touched coordinate first replays the
+    c, cf, B, k, last, t, xb, Sc)``: each touched coordinate first replays the
     ``t - last[row] - 1`` steps its row skipped, then takes the step. ``cf``
     is the step's float64 scalars, ``t`` the step number; :func:`mark_kernel`
-    then records ``t`` in ``last``. ``backup`` and ``xb`` as for
+    then records ``t`` in ``last``. ``backup``, ``xb`` and ``Sc`` as for
     :func:`lazy_kernel`."""
     rule = get_rule(rule_name)
     update = rule.update
@@ -346,11 +413,12 @@ def catchup_kernel(rule_name, F, bounded, guarded=False, track=False, backup=Fal
     off = lo + 2 * int(bounded)
 
     @cuda.jit
-    def catchup(x, idx, val, W, c, cf, B, k, last, t, xb):
+    def catchup(x, idx, val, W, c, cf, B, k, last, t, xb, Sc):
         if guarded and _guard(B, k, track):
             return
         S = W[off:]
         r = val.shape[1]
+        sc = Sc[0]
         d = 0.0
         s = 0.0
         for e in range(cuda.grid(1), idx.shape[0] * r, cuda.gridsize(1)):
@@ -365,7 +433,7 @@ def catchup_kernel(rule_name, F, bounded, guarded=False, track=False, backup=Fal
             if has_catchup and skipped > 0:
                 f = factors(skipped, cf, F)
                 x[i] = replay(i, x, S, f, F)
-            xn = update(i, x, val[j, q], S, c, F)
+            xn = update(i, x, val[j, q] * sc, S, c, F)
             if bounded:
                 xn = clip(xn, W, lo, lo + 1, i)
             if track:

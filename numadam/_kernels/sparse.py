@@ -18,6 +18,8 @@ contiguous, so an embedding table's update vectorises like a dense one.
 The gradient's norm is the dense kernel's, on ``val`` seen as a flat array.
 Every kernel advances the step count and computes the step's scalars as the
 dense step kernel does (``W``, ``P`` as in :func:`numadam._kernels.cpu.layout`),
+runs the same first pass over ``val`` when the rule has reductions or the run
+clips (the coordinates without a gradient add nothing to a sum of squares),
 and backs up the touched values of x into ``xb`` when asked, so that a
 non-finite value can be undone without a copy of all of x.
 """
@@ -34,7 +36,8 @@ from numba.extending import intrinsic, register_jitable
 from .._rules import get_rule, round_scalars
 from .._rules._math import clip
 from ._jit import njit
-from .cpu import _JIT, fingerprint, layout
+from .cpu import (_JIT, G_R, fingerprint, gradient_block, gradient_factor, layout,
+                  needs_sum, own_sum, reduction_plan, store_reductions)
 
 
 #: How many rows ahead of the one being updated the lazy and catch-up
@@ -98,10 +101,13 @@ def lazy_kernel(rule_name, F, parallel, bounded, backup):
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
     sparse_coefficients = rule.sparse_coefficients
+    reduced = rule.reduced_coefficients
     update = rule.lazy_update if rule.lazy_update is not None else rule.update
     loop = prange if parallel else range
     version = fingerprint(rule_name)
     off, H, A = layout(rule_name, bounded, backup)
+    K, _ = gradient_block(rule_name)
+    rule_sums, gsq_at = reduction_plan(rule)
     lo_row = int(backup)
     hi_row = lo_row + 1
 
@@ -112,15 +118,21 @@ def lazy_kernel(rule_name, F, parallel, bounded, backup):
         T = x.dtype.type
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
         sparse_coefficients(lr, cf)
-        c = round_scalars(cf, T)
         S = W[off:]
         r = val.shape[1]
+        own = own_sum(val, needs_sum(P, K, rule_sums))
+        s = gradient_factor(P, K, own)
+        if rule_sums:
+            store_reductions(P, K, own, s, gsq_at)
+            reduced(P[K + G_R:], cf, F)
+        c = round_scalars(cf, T)
+        sT = T(s)
         for j in loop(idx.shape[0]):
             prefetch_row(x, S, idx, j, r)
             base = row_start(idx[j], r)
             for q in range(r):
                 i = base + uint64(q)
-                xn = update(i, x, val[j, q], S, c, F)
+                xn = update(i, x, val[j, q] * sT, S, c, F)
                 if backup:
                     xb[j, q] = x[i]
                 if bounded:
@@ -136,6 +148,7 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
     rule = get_rule(rule_name)
     coefficients = rule.coefficients
     sparse_coefficients = rule.sparse_coefficients
+    reduced = rule.reduced_coefficients
     update = rule.update
     factors = rule.catchup_factors
     replay = rule.catchup
@@ -143,6 +156,8 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
     loop = prange if parallel else range
     version = fingerprint(rule_name)
     off, H, A = layout(rule_name, bounded, backup)
+    K, _ = gradient_block(rule_name)
+    rule_sums, gsq_at = reduction_plan(rule)
     lo_row = int(backup)
     hi_row = lo_row + 1
 
@@ -154,9 +169,15 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
         coefficients(P[:H], P[H:H + A], lr, F, cf, T)
         sparse_coefficients(lr, cf)
         t = int(P[H])
-        c = round_scalars(cf, T)
         S = W[off:]
         r = val.shape[1]
+        own = own_sum(val, needs_sum(P, K, rule_sums))
+        s = gradient_factor(P, K, own)
+        if rule_sums:
+            store_reductions(P, K, own, s, gsq_at)
+            reduced(P[K + G_R:], cf, F)
+        c = round_scalars(cf, T)
+        sT = T(s)
         for j in loop(idx.shape[0]):
             prefetch_row(x, S, idx, j, r)
             row = idx[j]
@@ -174,7 +195,7 @@ def catchup_kernel(rule_name, F, parallel, bounded, backup):
                     xb[j, q] = x[base + uint64(q)]
             for q in range(r):
                 i = base + uint64(q)
-                xn = update(i, x, val[j, q], S, c, F)
+                xn = update(i, x, val[j, q] * sT, S, c, F)
                 if bounded:
                     xn = clip(xn, W, lo_row, hi_row, i)
                 x[i] = xn

@@ -32,6 +32,39 @@ rule may add a ``lazy_update`` (a different rule for the lazy mode) and the
 ``catchup_factors``/``catchup`` pair that replays skipped zero-gradient steps
 in closed form.
 
+Reductions: a first pass before the element loop
+------------------------------------------------
+
+Some updates need a number computed over the whole gradient before any
+element can be updated: a global norm for clipping, a trust ratio, a
+normalisation.  A rule declares the reductions it reads in
+:attr:`Rule.reductions`, by name from :data:`REDUCTIONS`; every kernel
+(serial and parallel CPU loops, the compiled loop, which calls them, the lazy
+and catch-up sparse kernels and the CUDA kernels) then computes them in a
+first pass over the step's gradient, in float64, and hands them to
+
+``reduced_coefficients(R, c, F)``
+    Runs once per step, after ``coefficients`` (and, in the sparse modes,
+    ``sparse_coefficients``), before the scalars are rounded: writes into the
+    float64 per-step scalars ``c`` the ones that depend on the reductions.
+    ``R`` holds one float64 per entry of :attr:`Rule.reductions`, in that
+    order, of the gradient the update sees (after clipping).  It keeps no
+    state (the step count and the running scalars are ``coefficients``'s),
+    so that the kernels may run it wherever the reductions are.
+
+The kernels run the same first pass for the ``clip_norm`` option that every
+method takes (:data:`numadam._options.UPDATE_OPTIONS`): the gradient's
+``"gsq"`` gives its global norm, and the gradient is scaled before
+``update`` sees it, so rules know nothing of clipping.  A rule without
+reductions, with clipping off, runs no first pass at all.
+
+A reduction is over the whole array today.  One with a value per row of
+``r`` coordinates (per-row norms of an embedding table, the factored second
+moments of Adafactor) would add a kind to :data:`REDUCTIONS` whose values the
+kernels write into a row of the work array ``W`` (one value per row, in the
+parameters' dtype) and that ``update`` reads as it reads a state slot; the
+names and the first pass are the same.
+
 ``F`` holds the structural flags (amsgrad, nesterov, centered, ...).  Kernels
 are specialised on it, so a flag costs nothing in the element loop.  ``h`` is
 the float64 array of the family's numeric hyperparameters, in the order of
@@ -74,6 +107,20 @@ round_scalars = jitable(_tuple_function("round_scalars", "cf, T", "T(cf[{}])"),
                         inline=True)
 #: ``scalar_tuple(cf)``: the step's float64 scalars as a tuple.
 scalar_tuple = jitable(_tuple_function("scalar_tuple", "cf", "cf[{}]"))
+
+
+#: The reductions a rule may declare (:attr:`Rule.reductions`), by name, with
+#: what each is. Kernels compute them in float64, over the step's gradient as
+#: the update sees it (after clipping): for a sparse gradient, over its
+#: coalesced values (the coordinates without a gradient add zero).
+REDUCTIONS = {
+    "gsq": "the sum of the squared gradient, sum_i g_i**2",
+}
+
+
+@jitable
+def no_reduced_coefficients(R, c, F):
+    """The :attr:`Rule.reduced_coefficients` of rules without reductions."""
 
 
 @jitable
@@ -124,6 +171,14 @@ class Rule(NamedTuple):
     #: kept out of :attr:`coefficients` so that dense steps do not pay for
     #: them.
     sparse_coefficients: Callable = no_sparse_coefficients
+    #: The per-step reductions over the gradient that the rule reads, by name
+    #: from :data:`REDUCTIONS`: the kernels compute them in a first pass and
+    #: hand them to :attr:`reduced_coefficients`.
+    reductions: tuple = ()
+    #: ``reduced_coefficients(R, c, F)``: write into the float64 per-step
+    #: scalars ``c`` the ones computed from the reductions ``R`` (one float64
+    #: per entry of :attr:`reductions`); stateless.
+    reduced_coefficients: Callable = no_reduced_coefficients
     #: Arrays with at least this many elements use the parallel (``prange``)
     #: kernels, for (float64, float32). Measured with
     #: ``python asv_bench/parallel_threshold.py`` on the project's 2-core
@@ -157,10 +212,19 @@ def rules():
         module = importlib.import_module(f"{__name__}.{info.name}")
         for value in vars(module).values():
             if isinstance(value, Rule):
+                check_rule(value)
                 if value.name in found and found[value.name] is not value:
                     raise RuntimeError(f"two rules are called {value.name!r}")
                 found[value.name] = value
     return found
+
+
+def check_rule(rule):
+    """Raise for a declaration the kernels cannot build."""
+    unknown = [r for r in rule.reductions if r not in REDUCTIONS]
+    if unknown or len(set(rule.reductions)) != len(rule.reductions):
+        raise ValueError(f"rule {rule.name!r}: reductions must be distinct names from "
+                         f"{sorted(REDUCTIONS)}, got {rule.reductions!r}")
 
 
 def get_rule(name):
