@@ -22,31 +22,43 @@ step; later ones that return a gradient of the wrong length or bad sparse
 indices end the run with the same errors. The user's functions receive the
 same argument types as in the Python loop (a read-only view of x,
 C-contiguous batch views), so the compiled loop reuses the specialisations
-that evaluation compiled (or loaded from the user's own cache). Loops close
-over the user's functions, so they are compiled once per process and per
-(objective, method, switches) and kept in memory; Numba's disk cache cannot
-key them. The kernels they call are compiled (or loaded from the disk cache)
-once per method and switches, for every objective: a new objective compiles
-only its own loop, which holds no element loop of its own.
+that evaluation compiled (or loaded from the user's own cache).
+
+A loop does not close over the user's functions: it calls them as Numba
+first-class functions of their signature (argument and return types), found
+at the addresses it is handed (:func:`function_addresses`). So one compiled
+loop serves every objective with the same signature, method and switches,
+it is kept on disk by Numba's cache (:class:`numadam._kernels._jit.NamedCache`),
+and a new objective compiles only itself. A function that compiles no new
+signatures (explicit signatures only, none of them the loop's) runs the
+Python loop. The calls are indirect, through a function pointer, so the
+compiler cannot inline the objective into the loop.
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 
 import numpy as np
-from numba import njit, types
+from numba import njit, typeof, types
+from numba.core import cgutils
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import TypingError
-from numba.extending import overload, register_jitable
+from numba.experimental import function_type as function_type_impl
+from numba.extending import intrinsic, overload, register_jitable
 
 from . import _loop
 from ._kernels import sparse as sk
+from ._kernels._jit import njit as named_njit
+from ._kernels._jit import package_fingerprint
 from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_ROWS
 from ._sparse import _coalesce
 from .schedules import Schedule, constant, rate_function
 
 SORTED_UNIQUE = -(2 ** 62)    # _sparse._coalesce: nothing to do
+
+_OPTIONS = dict(error_model="numpy", nogil=True)
 
 
 def is_numba_function(f):
@@ -171,9 +183,68 @@ def _coalesced(ri, rv, xv, mark, where, stamp):
     return 0, ci[:got], cv[:got], stamp
 
 
-def make_evaluate(fun, jac, mode, jac_out, sparse_mode, parallel):
-    """The compiled ``evaluate`` hook of :func:`numadam._loop.make_iterate`
-    for the user's ``fun`` and ``jac``.
+@intrinsic
+def _function_at(typingctx, addresses, fn_type):
+    """The first-class function value of type ``fn_type`` (a FunctionType,
+    given as a type reference) whose addresses are ``addresses``: its C
+    wrapper, its Python object and its native entry point, as
+    :func:`function_addresses` reads them. Calls go to the native entry
+    point, with Numba's calling convention (exceptions propagate)."""
+    if not (isinstance(fn_type, types.TypeRef) and
+            isinstance(fn_type.instance_type, types.FunctionType)):
+        return None
+    fnty = fn_type.instance_type
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = context.get_value_type(types.voidptr)
+        fn = cgutils.create_struct_proxy(fnty)(context, builder)
+        for i, field in enumerate(("c_addr", "py_addr", "jit_addr")):
+            value = builder.load(cgutils.gep(builder, arr.data, i))
+            setattr(fn, field, builder.inttoptr(value, pointer))
+        return fn._getvalue()
+
+    return fnty(addresses, fn_type), codegen
+
+
+def function_addresses(f, fn_type):
+    """``[C wrapper, Python object, native entry point]`` of the Numba
+    function ``f`` compiled for ``fn_type``'s signature (Numba's own
+    unboxing of a first-class function reads the same three)."""
+    sig = fn_type.signature
+    return (function_type_impl._get_wrapper_address(f, sig), id(f),
+            function_type_impl._get_jit_address(f, sig))
+
+
+#: Numba function -> {argument types: (FunctionType, addresses)}
+_compiled_functions = weakref.WeakKeyDictionary()
+
+
+def compiled_function(f, argtypes):
+    """``(FunctionType, addresses)`` of the Numba function ``f`` called with
+    ``argtypes`` (compiled now if it was not), or None when ``f`` compiles
+    no new signatures (its own explicit signatures only)."""
+    known = _compiled_functions.setdefault(f, {})
+    found = known.get(argtypes)
+    if found is None:
+        if argtypes not in f.overloads:
+            if not f._can_compile:
+                return None
+            f.compile(argtypes)
+        fn_type = types.FunctionType(f.overloads[argtypes].signature)
+        found = known[argtypes] = (fn_type, function_addresses(f, fn_type))
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def make_evaluate(mode, jac_out, sparse_mode, parallel, fun_type, jac_type):
+    """The compiled ``evaluate`` hook of :func:`numadam._loop.make_iterate`.
+
+    It calls the user's ``fun`` and ``jac`` as first-class functions of the
+    types ``fun_type`` and ``jac_type``, found at the addresses ``fns``
+    (:func:`function_addresses`, one row each) that the run passes: one
+    compiled hook, and one compiled loop, serve every objective with the
+    same argument and return types.
 
     A dense gradient goes into row ``nxt`` of ``G``: written there by the
     user's function with ``jac_out``, copied there otherwise. A sparse one
@@ -186,11 +257,13 @@ def make_evaluate(fun, jac, mode, jac_out, sparse_mode, parallel):
     densify = sk.densify_kernel(parallel) if sparse_mode == "dense" else None
 
     if is_sparse:
-        @njit(error_model="numpy", nogil=True)
-        def evaluate(xv, call, mark, where, stamp):
+        @named_njit(**_OPTIONS)
+        def evaluate(fns, xv, call, mark, where, stamp):
+            fun = _function_at(fns[0], fun_type)
             if combined:
                 fn, sg = fun(xv, *call)
             else:
+                jac = _function_at(fns[1], jac_type)
                 fn = fun(xv, *call)
                 sg = jac(xv, *call)
             ri, rv = _sparse_rows(sg, xv)
@@ -198,12 +271,14 @@ def make_evaluate(fun, jac, mode, jac_out, sparse_mode, parallel):
             return bad, _as_float(fn), ci, cv, stamp
         return evaluate
 
-    @njit(error_model="numpy", nogil=True, inline="always")
-    def evaluate(xv, call, G, nxt, mark, where, stamp):
+    @named_njit(inline="always", **_OPTIONS)
+    def evaluate(fns, xv, call, G, nxt, mark, where, stamp):
+        fun = _function_at(fns[0], fun_type)
         if reads_sparse:
             if combined:
                 fn, sg = fun(xv, *call)
             else:
+                jac = _function_at(fns[1], jac_type)
                 fn = fun(xv, *call)
                 sg = jac(xv, *call)
             ri, rv = _sparse_rows(sg, xv)
@@ -219,6 +294,7 @@ def make_evaluate(fun, jac, mode, jac_out, sparse_mode, parallel):
                 if not _store(G, nxt, gn):
                     return BAD_GRADIENT, 0.0, stamp
         else:
+            jac = _function_at(fns[1], jac_type)
             fn = fun(xv, *call)
             if jac_out:
                 jac(xv, *(call + (G[nxt],)))
@@ -233,35 +309,67 @@ def make_evaluate(fun, jac, mode, jac_out, sparse_mode, parallel):
 def _batch_function(nargs, positions, gathers):
     """The compiled ``batch`` hook: :func:`numadam._loop.batch_function`'s
     source with the gather kernels the Python loop uses."""
-    return njit(error_model="numpy", nogil=True)(
-        _loop.batch_function(nargs, positions, gathers))
+    return njit(**_OPTIONS)(_loop.batch_function(nargs, positions, gathers))
 
 
-@functools.lru_cache(maxsize=64)
-def make_loop(fun, jac, mode, jac_out, sw, batch_key, rate_key):
-    """The iteration compiled for one objective and one run configuration
-    (``sw``: :data:`numadam._loop.Switches`)."""
-    evaluate = make_evaluate(fun, jac, mode, jac_out, sw.sparse_mode, sw.parallel)
+@functools.lru_cache(maxsize=None)
+def make_loop(mode, jac_out, sw, batch_key, rate_key, fun_type, jac_type):
+    """``iterate`` compiled for one run configuration (``sw``:
+    :data:`numadam._loop.Switches`) and one objective signature, and kept
+    in Numba's disk cache, under a name that is a digest of all that and of
+    the package's source (it inlines code from many of its files)."""
+    evaluate = make_evaluate(mode, jac_out, sw.sparse_mode, sw.parallel,
+                             fun_type, jac_type)
     batch = _batch_function(*batch_key) if batch_key is not None else None
     rate = rate_function(*rate_key)
-    return njit(error_model="numpy", nogil=True)(
+    return named_njit(cache=True, salt=package_fingerprint(), **_OPTIONS)(
         _loop.make_iterate(sw, evaluate, batch, rate))
+
+
+def objective_functions(objective, control, args, batching, xv, g):
+    """:func:`compiled_function` of ``fun`` and ``jac`` (None in the
+    combined form) as the compiled loop calls them: with the read-only
+    iterate, the arguments (minibatch buffers where sliced) and, with
+    ``jac_out``, the gradient row; None when one of them compiles no
+    signature of its own for these."""
+    call = list(args)
+    if batching is not None:
+        for j, p in enumerate(batching.positions):
+            call[p] = batching.buffers[j]
+    base = (typeof(xv),) + tuple(typeof(a) for a in call)
+    out = base + (typeof(g),)
+    jac_out = control.jac_out and objective.sparse is None
+    if objective.mode == "combined":
+        fun = compiled_function(objective.fun, out if jac_out else base)
+        return None if fun is None else (fun, None)
+    fun = compiled_function(objective.fun, base)
+    jac = compiled_function(objective.jac, out if jac_out else base)
+    return None if fun is None or jac is None else (fun, jac)
 
 
 def compiled_loop(sw, engine, objective, control, setup, args):
     """The ``loop`` of :func:`numadam._loop.run` for Numba objectives:
     ``iterate`` compiled, the gradient rows ``G`` as one ``(2, n)`` array,
-    and the schedule's parameters."""
+    the schedule's parameters, and the addresses ``fns`` of ``fun`` and
+    ``jac``. An objective whose functions compile no signature for the
+    loop's arguments runs the Python loop."""
     batching = setup.batching
     batch_key = ((len(args), batching.positions, batching.gathers)
                  if batching is not None else None)
     schedule = setup.schedule if setup.schedule is not None else constant(
         engine.learning_rate)
-    iterate = make_loop(objective.fun,
-                        objective.jac if objective.mode == "callable" else None,
-                        objective.mode, control.jac_out, sw, batch_key,
-                        (schedule.kind, schedule.warmup_steps > 0.0))
-    return iterate, np.zeros((2, engine.x.shape[0]), engine.x.dtype), schedule.params
+    G = np.zeros((2, engine.x.shape[0]), engine.x.dtype)
+    xv = engine.x.view()
+    xv.flags.writeable = False
+    functions = objective_functions(objective, control, args, batching, xv, G[0])
+    if functions is None:
+        return _loop.python_loop(sw, engine, objective, control, setup, args)
+    (fun_t, fun_at), jac = functions
+    jac_t, jac_at = jac if jac is not None else (None, (0, 0, 0))
+    iterate = make_loop(objective.mode, control.jac_out, sw, batch_key,
+                        (schedule.kind, schedule.warmup_steps > 0.0), fun_t, jac_t)
+    fns = np.array([fun_at, jac_at], np.int64)
+    return iterate, G, schedule.params, fns
 
 
 def run(engine, objective, control, callback, setup):

@@ -186,22 +186,25 @@ def parallel_from(n, parallel, rule_name, dtype):
 
 
 def make_iterate(sw, evaluate, batch, rate):
-    """``iterate(run, state, resume) -> (event, state)``: steps from
+    """``iterate(run, state, resume, fns) -> (event, state)``: steps from
     ``state`` until an event (a status of the run, or one of the events
     above).
 
     ``resume`` is 0 to draw and evaluate the next iterate first, 1 to go on
-    with the iterate already evaluated, 2 to go on after its callback. The
-    hooks are
+    with the iterate already evaluated, 2 to go on after its callback.
+    ``fns`` is handed to ``evaluate`` as it is: the compiled loop's
+    ``(fun, jac)``, arguments rather than closure constants, so that one
+    compiled loop serves every objective of the same signature. The hooks
+    are
 
     - ``evaluate``: the objective at ``xv`` with the arguments ``call``,
-      ``evaluate(xv, call, G, nxt, mark, where, stamp) -> (event, f, stamp)``
-      with the gradient written into row ``nxt`` of ``G``, or in the lazy and
-      catch-up sparse modes ``evaluate(xv, call, mark, where, stamp) ->
-      (event, f, indices, values, stamp)`` with the gradient coalesced
-      (``mark``, ``where`` and ``stamp`` are the coalescing scratch); event
-      0, or one of the BAD_ events for a bad return value (with BAD_INDEX,
-      the indices as returned);
+      ``evaluate(fns, xv, call, G, nxt, mark, where, stamp) -> (event, f,
+      stamp)`` with the gradient written into row ``nxt`` of ``G``, or in the
+      lazy and catch-up sparse modes ``evaluate(fns, xv, call, mark, where,
+      stamp) -> (event, f, indices, values, stamp)`` with the gradient
+      coalesced (``mark``, ``where`` and ``stamp`` are the coalescing
+      scratch); event 0, or one of the BAD_ events for a bad return value
+      (with BAD_INDEX, the indices as returned);
     - ``batch(args, bufs, perm, pos, m)``: the next ``m`` rows of the sliced
       arguments gathered into their buffers, and the call's arguments;
     - ``rate(SP, t)``: the learning rate of step ``t``.
@@ -238,7 +241,7 @@ def make_iterate(sw, evaluate, batch, rate):
         change = cpu.change_kernel(sw.parallel)
     average = cpu.average_kernel(sw.parallel) if averaging else None
 
-    def iterate(run, state, resume):
+    def iterate(run, state, resume, fns):
         x = run.x
         xv = run.xv
         G = run.G
@@ -288,7 +291,7 @@ def make_iterate(sw, evaluate, batch, rate):
                     call = args
                 nxt = 1 - cur
                 if is_sparse:
-                    bad, fn, ni, nv, stamp = evaluate(xv, call, mark, where, stamp)
+                    bad, fn, ni, nv, stamp = evaluate(fns, xv, call, mark, where, stamp)
                     if bad != 0:
                         event = bad
                         gi = ni      # BAD_INDEX: the indices as returned
@@ -298,7 +301,7 @@ def make_iterate(sw, evaluate, batch, rate):
                     gi = ni
                     gv = nv
                 else:
-                    bad, fn, stamp = evaluate(xv, call, G, nxt, mark, where, stamp)
+                    bad, fn, stamp = evaluate(fns, xv, call, G, nxt, mark, where, stamp)
                     if bad != 0:
                         event = bad
                         break
@@ -416,18 +419,19 @@ def batch_function(nargs, positions, gathers):
 
 
 def python_evaluate(objective, jac_out):
-    """The ``evaluate`` hook over the objective's checked evaluator."""
+    """The ``evaluate`` hook over the objective's checked evaluator (which
+    it closes over: ``fns`` is not used)."""
     ev = objective.evaluator(jac_out)
     if objective.sparse in ("lazy", "catchup"):
-        def evaluate(xv, call, mark, where, stamp):
+        def evaluate(fns, xv, call, mark, where, stamp):
             f, g = ev(xv, None, call)
             return 0, f, g[0], g[1], stamp
     elif jac_out:
-        def evaluate(xv, call, G, nxt, mark, where, stamp):
+        def evaluate(fns, xv, call, G, nxt, mark, where, stamp):
             f, _ = ev(xv, G[nxt], call)
             return 0, f, stamp
     else:
-        def evaluate(xv, call, G, nxt, mark, where, stamp):
+        def evaluate(fns, xv, call, G, nxt, mark, where, stamp):
             f, G[nxt] = ev(xv, None, call)
             return 0, f, stamp
     return evaluate
@@ -447,8 +451,9 @@ def python_rate(schedule, learning_rate):
 
 
 def python_loop(sw, engine, objective, control, setup, args):
-    """``iterate`` run by Python, the gradient rows ``G`` and the schedule
-    parameters, for :func:`run`.
+    """``iterate`` run by Python, the gradient rows ``G``, the schedule
+    parameters and ``fns`` (None: the hooks close over the objective), for
+    :func:`run`.
 
     ``G`` is a list: a returned gradient is kept as it is, not copied (with
     ``jac_out``, two buffers the objective writes into in turn)."""
@@ -465,7 +470,7 @@ def python_loop(sw, engine, objective, control, setup, args):
     G = ([np.zeros_like(x), np.zeros_like(x)] if control.jac_out else [None, None])
     SP = (tuple(setup.schedule.params.tolist())
           if isinstance(setup.schedule, Schedule) else ())
-    return iterate, G, SP
+    return iterate, G, SP, None
 
 
 # ---------------------------------------------------------------- driver --
@@ -474,7 +479,7 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     """Drive ``engine`` from its current ``x`` until a test ends the run.
 
     ``loop(switches, engine, objective, control, setup, args) -> (iterate, G,
-    SP)`` gives the iteration: :func:`python_loop`, or the compiled one of
+    SP, fns)`` gives the iteration: :func:`python_loop`, or the compiled one of
     :mod:`numadam._compiled`. Returns a dict with x, fun, jac, nit, status,
     message, and the history records; x is the engine's own array, left at
     the last iterate.
@@ -492,7 +497,7 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
                   batching is not None, sparse_mode,
                   setup.smoothing == 0.0 and setup.patience == 1,
                   setup.history is not None, engine.A is not None)
-    iterate, G, SP = loop(sw, engine, objective, control, setup, args)
+    iterate, G, SP, fns = loop(sw, engine, objective, control, setup, args)
     kind = callback_kind(callback)
     progress = Progress(maxiter, engine.method) if control.disp else None
     if kind is not None:
@@ -555,7 +560,7 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     resume = 1
     status = message = None
     while True:
-        event, state = iterate(rs, state, resume)
+        event, state = iterate(rs, state, resume, fns)
         k = state.k
         if event == NEED_EPOCH:
             batching.new_epoch()
