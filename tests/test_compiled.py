@@ -1,8 +1,13 @@
 """The compiled loop (Numba objectives) against the Python-driven loop."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numba import njit
+from numba.core import event
 
 import numadam
 from numadam import _compiled
@@ -226,3 +231,74 @@ def test_large_problem_runs_the_parallel_compiled_loop():
     pr = rosenbrock(n)
     a, b = _pair(dict(fun=pr.fun, x0=pr.x0, jac=pr.jac, method="adam"), maxiter=20)
     _assert_same(a, b)
+
+
+# ------------------------------------------- one loop per signature --
+
+class _Compilations(event.Listener):
+    """The qualified names of the functions Numba compiles meanwhile."""
+
+    def __init__(self):
+        self.names = []
+
+    def on_start(self, ev):
+        pass
+
+    def on_end(self, ev):
+        self.names.append(ev.data["dispatcher"].py_func.__qualname__)
+
+
+def test_a_new_objective_of_the_same_signature_compiles_only_itself():
+    pr = rosenbrock(3)
+    opts = dict(maxiter=20, compiled=True)
+    first = numadam.minimize(pr.fun, pr.x0, jac=pr.jac, method="nadam", options=opts)
+    fun, jac = njit(pr.fun.py_func), njit(pr.jac.py_func)   # never seen before
+    seen = _Compilations()
+    with event.install_listener("numba:compile", seen):
+        second = numadam.minimize(fun, pr.x0, jac=jac, method="nadam", options=opts)
+    assert not [n for n in seen.names if "iterate" in n]
+    assert fun.signatures and jac.signatures
+    _assert_same(first, second)
+    # a jac that is another function of the same signature gives other numbers
+    scaled = njit(lambda x: 2.0 * rosen_der(x))
+    third = numadam.minimize(pr.fun, pr.x0, jac=scaled, method="nadam", options=opts)
+    assert not np.array_equal(third.x, first.x)
+
+
+_CACHED_RUN = """
+import numpy as np
+from numba import njit
+from numba.core import event
+import numadam
+
+class Seen(event.Listener):
+    names = []
+    def on_start(self, ev):
+        pass
+    def on_end(self, ev):
+        self.names.append(ev.data["dispatcher"].py_func.__qualname__)
+
+@njit
+def fun(x):
+    return ((x - 1.0) ** 2).sum()
+
+@njit
+def jac(x):
+    return 2.0 * (x - 1.0)
+
+seen = Seen()
+with event.install_listener("numba:compile", seen):
+    r = numadam.minimize(fun, np.zeros(4), jac=jac, method="adam",
+                         options=dict(maxiter=50, compiled=True))
+print(sum("iterate" in n for n in seen.names), repr(float(r.fun)))
+"""
+
+
+def test_the_compiled_loop_is_loaded_from_the_disk_cache_in_a_new_process(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", _CACHED_RUN], env=env, check=True,
+                           capture_output=True, text=True, timeout=600).stdout.split()
+            for _ in range(2)]
+    assert runs[0][0] == "1"          # compiled in the first process
+    assert runs[1][0] == "0"          # loaded in the second
+    assert runs[0][1] == runs[1][1]
