@@ -10,7 +10,9 @@ move far less.
 
 a. Rosenbrock n=2, 100,000 adam steps, the whole loop compiled (``@njit``
    fun and jac), against optax.adam in ``jax.jit(jax.lax.fori_loop(...))``
-   with ``jax.grad`` (float64); with two Numba references: Adam written by
+   with ``jax.grad`` (float64): the shared loop, which calls the objective
+   through a function pointer, and the loop compiled for this objective
+   alone (``compiled='inline'``); with two Numba references: Adam written by
    hand (``pow`` per step, no checks) and the dependency chain of one step
    alone (the step's scalars frozen, no checks), which bounds every loop
    from below.
@@ -96,6 +98,12 @@ def target_a(rounds):
             rosen2, x0, jac=rosen2_der_out, options=dict(opts, jac_out=True)),
         "numadam, jac returns g": lambda: numadam.minimize(
             rosen2, x0, jac=rosen2_der, options=opts),
+        # the loop compiled for this objective alone, which it may inline
+        "numadam inline, jac_out": lambda: numadam.minimize(
+            rosen2, x0, jac=rosen2_der_out,
+            options=dict(opts, jac_out=True, compiled="inline")),
+        "numadam inline, jac returns g": lambda: numadam.minimize(
+            rosen2, x0, jac=rosen2_der, options=dict(opts, compiled="inline")),
         "Numba loop by hand": lambda: adam_rosen2_by_hand(x0.copy(), ROSEN_N_STEPS),
         # the scalars of step 50, frozen: the chain's latency does not depend
         # on their values

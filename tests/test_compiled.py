@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from numba import njit
+from numba import njit, types
 from numba.core import event
 
 import numadam
@@ -302,3 +302,49 @@ def test_the_compiled_loop_is_loaded_from_the_disk_cache_in_a_new_process(tmp_pa
     assert runs[0][0] == "1"          # compiled in the first process
     assert runs[1][0] == "0"          # loaded in the second
     assert runs[0][1] == runs[1][1]
+
+
+@pytest.mark.parametrize("method, options", [
+    ("adam", dict(jac_out=False)), ("nadam", dict(weight_decay=0.01)),
+    ("sgd", dict(momentum=0.9, nesterov=True))])
+def test_the_inline_loop_is_bitwise_the_shared_one(method, options):
+    pr = rosenbrock(4)
+    kw = dict(fun=pr.fun, x0=pr.x0, jac=pr.jac, method=method)
+    runs = [numadam.minimize(**kw, options=dict(options, maxiter=300, compiled=c))
+            for c in (True, "inline", False)]
+    _assert_same(runs[0], runs[1])
+    _assert_same(runs[0], runs[2])
+
+
+def test_functions_with_explicit_signatures_only_run_compiled():
+    # their one signature takes any layout, not the loop's contiguous x
+    # exactly: the shared loop cannot call them, a loop for them alone
+    # converts the argument
+    x_any = types.Array(types.float64, 1, "A", readonly=True)
+    fun = njit(types.float64(x_any))(lambda x: ((x - 1.0) ** 2).sum())
+    jac = njit(types.float64[::1](x_any))(lambda x: 2.0 * (x - 1.0))
+    loops = []
+    real = _compiled.make_loop
+
+    def spy(*key):
+        loops.append(key)
+        return real(*key)
+    try:
+        _compiled.make_loop = spy
+        a = numadam.minimize(fun, np.zeros(3), jac=jac, method="adam",
+                             options=dict(maxiter=200, compiled=True))
+    finally:
+        _compiled.make_loop = real
+    b = numadam.minimize(fun.py_func, np.zeros(3), jac=jac.py_func, method="adam",
+                         options=dict(maxiter=200))
+    assert loops and loops[0][-2] is fun
+    _assert_same(a, b)
+
+
+@pytest.mark.parametrize("value, error", [("yes", ValueError), (1, TypeError)])
+def test_compiled_option_is_checked(value, error):
+    pr = rosenbrock(2)
+    with pytest.raises(error, match=r"option 'compiled' must be True, False, None "
+                                    r"or 'inline', got"):
+        numadam.minimize(pr.fun, pr.x0, jac=pr.jac, method="adam",
+                         options=dict(compiled=value))
