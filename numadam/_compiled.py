@@ -324,24 +324,64 @@ def _batch_function(nargs, positions, gathers):
     return njit(**_OPTIONS)(_loop.batch_function(nargs, positions, gathers))
 
 
+@functools.lru_cache(maxsize=None)
+def _kernels_at(count, kernel_type):
+    """The ``kernels`` hook of a shared loop: the rule's ``count`` step
+    kernels as first-class functions of ``kernel_type``, at rows 2 and 3 of
+    ``fns``."""
+    if count == 1:
+        def dense(fns):
+            return (_function_at(fns[2], kernel_type),)
+        return register_jitable(dense)
+
+    def sparse(fns):
+        return (_function_at(fns[2], kernel_type), _function_at(fns[3], kernel_type))
+    return register_jitable(sparse)
+
+
 @functools.lru_cache(maxsize=64)
-def make_loop(mode, jac_out, sw, batch_key, rate_key, fun_ref, jac_ref):
+def make_loop(mode, jac_out, sw, batch_key, rate_key, fun_ref, jac_ref, kernel_type):
     """``iterate`` compiled for one run configuration (``sw``:
-    :data:`numadam._loop.Switches`) and one objective signature (``fun_ref``
-    and ``jac_ref`` first-class function types), and kept in Numba's disk
-    cache, under a name that is a digest of all that and of the package's
-    source (it inlines code from many of its files). With ``fun_ref`` and
-    ``jac_ref`` the Numba functions themselves, compiled for them alone and
-    kept in this process only (Numba's disk cache cannot key a user's
-    function)."""
+    :data:`numadam._loop.Switches`, its rule and flags blanked) and one
+    signature of the objective (``fun_ref`` and ``jac_ref`` first-class
+    function types) and of the rule's step kernels (``kernel_type``): every
+    method shares it. It is kept in Numba's disk cache under a name that is
+    a digest of all that and of the package's source (it inlines code from
+    many of its files).
+
+    With ``fun_ref`` and ``jac_ref`` the Numba functions themselves and
+    ``kernel_type`` None, the loop is compiled for them and for ``sw``'s rule
+    alone, calls them directly and is kept in this process only (Numba's
+    disk cache cannot key a user's function)."""
     evaluate = make_evaluate(mode, jac_out, sw.sparse_mode, sw.parallel,
                              fun_ref, jac_ref)
     batch = _batch_function(*batch_key) if batch_key is not None else None
     rate = rate_function(*rate_key)
-    iterate = _loop.make_iterate(sw, evaluate, batch, rate)
-    if not isinstance(fun_ref, types.FunctionType):
-        return njit(**_OPTIONS)(iterate)
+    if kernel_type is None:
+        kernels = register_jitable(_loop.constant_kernels(_loop.rule_kernels(sw)))
+        return njit(**_OPTIONS)(_loop.make_iterate(sw, evaluate, batch, rate, kernels))
+    kernels = _kernels_at(1 if sw.sparse_mode not in ("lazy", "catchup") else 2,
+                          kernel_type)
+    iterate = _loop.make_iterate(sw, evaluate, batch, rate, kernels)
     return named_njit(cache=True, salt=package_fingerprint(), **_OPTIONS)(iterate)
+
+
+def kernel_functions(sw, engine, G):
+    """``(FunctionType, rows of addresses)`` of the rule's step kernels
+    (:func:`numadam._loop.rule_kernels`) as the loop calls them."""
+    x = engine.x
+    common = (typeof(x),)
+    if sw.sparse_mode in ("lazy", "catchup"):
+        values = typeof(np.zeros((0, 1), x.dtype))
+        argtypes = common + (typeof(np.zeros(0, np.int64)), values, typeof(engine.W),
+                             typeof(engine.P), types.float64, values)
+        if sw.sparse_mode == "catchup":
+            argtypes += (typeof(np.zeros(0, np.int64)),)
+    else:
+        argtypes = common + (typeof(G[0]), typeof(engine.W), typeof(engine.P),
+                             types.float64)
+    found = [compiled_function(k, argtypes) for k in _loop.rule_kernels(sw)]
+    return found[0][0], [address for _, address in found]
 
 
 def objective_functions(objective, control, args, batching, xv, g):
@@ -386,15 +426,19 @@ def compiled_loop(sw, engine, objective, control, setup, args):
                  objective_functions(objective, control, args, batching, xv, G[0]))
     if functions is None:
         # compiled='inline', or functions with explicit signatures only:
-        # a loop for this objective alone, which calls them directly
+        # a loop for this objective and rule alone, which calls them directly
         iterate = make_loop(objective.mode, control.jac_out, sw, batch_key, rate_key,
-                            objective.fun, jac)
-        return iterate, G, schedule.params, np.zeros((2, 3), np.int64)
+                            objective.fun, jac, None)
+        return iterate, G, schedule.params, np.zeros((4, 3), np.int64)
     (fun_t, fun_at), jac = functions
     jac_t, jac_at = jac if jac is not None else (None, (0, 0, 0))
-    iterate = make_loop(objective.mode, control.jac_out, sw, batch_key, rate_key,
-                        fun_t, jac_t)
-    fns = np.array([fun_at, jac_at], np.int64)
+    kernel_t, kernel_at = kernel_functions(sw, engine, G)
+    iterate = make_loop(objective.mode, control.jac_out,
+                        sw._replace(rule_name=None, F=None), batch_key, rate_key,
+                        fun_t, jac_t, kernel_t)
+    fns = np.zeros((4, 3), np.int64)
+    fns[0], fns[1] = fun_at, jac_at
+    fns[2:2 + len(kernel_at)] = kernel_at
     return iterate, G, schedule.params, fns
 
 

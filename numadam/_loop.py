@@ -149,11 +149,12 @@ GTOL, FTOL, XTOL = 10, 11, 12
 #: arguments and the minibatch buffers, the schedule's parameters ``SP``,
 #: the smoothed tests' state ``TS`` and ``RB``, the history ``H``, the
 #: iterate average ``A`` with its scalars ``AS``, the sparse coalescing
-#: scratch ``mark``/``where``, catch-up's ``last``, and the run's constants.
+#: scratch ``mark``/``where``, catch-up's ``last``, and the run's constants
+#: (``aux_at``: where in ``P`` the rule keeps its step count).
 Run = namedtuple("Run", (
     "x", "xv", "G", "W", "P", "args", "bufs", "perm", "SP", "TS", "RB", "H", "A", "AS",
     "mark", "where", "last", "gtol", "ftol", "xtol", "maxiter", "every", "smoothing",
-    "patience"))
+    "patience", "aux_at"))
 
 #: Where a run stands between two calls of ``iterate``: the step count, the
 #: row of ``G`` holding the current gradient, the evaluations made, the
@@ -166,8 +167,9 @@ State = namedtuple("State", (
     "gi", "gv", "pi", "pv", "bi", "bx"))
 
 #: What ``iterate`` is specialised on besides the hooks: the rule and its
-#: flags, whether dense kernels run in parallel, the number of touched
-#: values from which sparse kernels do (-1: never), and the run's switches.
+#: flags (read by :func:`rule_kernels` only), whether dense kernels run in
+#: parallel, the number of touched values from which sparse kernels do (-1:
+#: never), and the run's switches.
 Switches = namedtuple("Switches", (
     "rule_name", "F", "parallel", "sparse_from", "bounded", "batched", "sparse_mode",
     "plain", "history", "averaging"))
@@ -185,7 +187,35 @@ def parallel_from(n, parallel, rule_name, dtype):
     return least if n >= least else -1
 
 
-def make_iterate(sw, evaluate, batch, rate):
+def rule_kernels(sw):
+    """The rule's step kernels for ``sw``: ``(step,)`` for dense steps,
+    ``(serial, parallel)`` lazy or catch-up ones for sparse runs (the
+    parallel one from ``sw.sparse_from`` touched values; the serial one is
+    parallel too when ``sw.sparse_from`` is 0)."""
+    if sw.sparse_mode in ("lazy", "catchup"):
+        make = sk.lazy_kernel if sw.sparse_mode == "lazy" else sk.catchup_kernel
+        return tuple(make(sw.rule_name, sw.F, p, sw.bounded, True)
+                     for p in (sw.sparse_from == 0, True))
+    return (cpu.step_kernel(sw.rule_name, sw.F, sw.parallel),)
+
+
+def constant_kernels(kernels):
+    """A ``kernels`` hook of :func:`make_iterate` that returns ``kernels``
+    (:func:`rule_kernels`), closure constants."""
+    if len(kernels) == 1:
+        step = kernels[0]
+
+        def dense(fns):
+            return (step,)
+        return dense
+    serial, wide = kernels
+
+    def sparse(fns):
+        return (serial, wide)
+    return sparse
+
+
+def make_iterate(sw, evaluate, batch, rate, kernels):
     """``iterate(run, state, resume, fns) -> (event, state)``: steps from
     ``state`` until an event (a status of the run, or one of the events
     above).
@@ -207,7 +237,10 @@ def make_iterate(sw, evaluate, batch, rate):
       (with BAD_INDEX, the indices as returned);
     - ``batch(args, bufs, perm, pos, m)``: the next ``m`` rows of the sliced
       arguments gathered into their buffers, and the call's arguments;
-    - ``rate(SP, t)``: the learning rate of step ``t``.
+    - ``rate(SP, t)``: the learning rate of step ``t``;
+    - ``kernels(fns)``: the rule's step kernels, as :func:`rule_kernels`
+      gives them (closure constants, or first-class functions found from
+      ``fns``, so that one compiled loop serves every rule).
 
     Written in the subset of Python that Numba compiles: plain Python runs
     it with Python hooks, ``numba.njit`` compiles it with compiled ones.
@@ -216,7 +249,6 @@ def make_iterate(sw, evaluate, batch, rate):
     is_sparse = sparse_mode in ("lazy", "catchup")
     lazy = sparse_mode == "lazy"
     batched, plain, history, averaging = sw.batched, sw.plain, sw.history, sw.averaging
-    _, H_, A_ = cpu.layout(sw.rule_name, sw.bounded, True)
     smoothed_tests = st.smoothed_tests
     average_weight = st.average_weight
     isfinite = math.isfinite
@@ -227,17 +259,13 @@ def make_iterate(sw, evaluate, batch, rate):
     both = sparse_from > 0
     wide = sparse_from == 0
     if is_sparse:
-        make = sk.lazy_kernel if lazy else sk.catchup_kernel
-        sstep, sstep_p = (make(sw.rule_name, sw.F, p, sw.bounded, True)
-                          for p in (wide, True))
         schange, schange_p = (sk.change_kernel(p) for p in (wide, True))
         srestore, srestore_p = (sk.restore_kernel(p) for p in (wide, True))
         snorm, snorm_p = (cpu.grad_norm_kernel(p) for p in (wide, True))
-        step = change = None
+        change = None
     else:
-        sstep = sstep_p = schange = schange_p = srestore = srestore_p = None
+        schange = schange_p = srestore = srestore_p = None
         snorm = snorm_p = None
-        step = cpu.step_kernel(sw.rule_name, sw.F, sw.parallel)
         change = cpu.change_kernel(sw.parallel)
     average = cpu.average_kernel(sw.parallel) if averaging else None
 
@@ -262,7 +290,10 @@ def make_iterate(sw, evaluate, batch, rate):
         P = run.P
         maxiter = run.maxiter
         xprev = W[0]
-        aux = P[H_:H_ + A_]
+        aux_at = run.aux_at
+        steps = kernels(fns)
+        step = steps[0]
+        step_p = steps[-1]
         k = state.k
         cur = state.cur
         evaluations = state.evaluations
@@ -365,7 +396,7 @@ def make_iterate(sw, evaluate, batch, rate):
             if k >= maxiter:
                 event = MAXITER
                 break
-            t = aux[0] + 1.0
+            t = P[aux_at] + 1.0
             lr = rate(SP, t)
             if history:
                 H[2, k] = lr
@@ -374,13 +405,13 @@ def make_iterate(sw, evaluate, batch, rate):
                 bx = np.empty_like(gv)
                 if both and gv.size >= sparse_from:
                     if lazy:
-                        sstep_p(x, gi, gv, W, P, lr, bx)
+                        step_p(x, gi, gv, W, P, lr, bx)
                     else:
-                        sstep_p(x, gi, gv, W, P, lr, bx, last)
+                        step_p(x, gi, gv, W, P, lr, bx, last)
                 elif lazy:
-                    sstep(x, gi, gv, W, P, lr, bx)
+                    step(x, gi, gv, W, P, lr, bx)
                 else:
-                    sstep(x, gi, gv, W, P, lr, bx, last)
+                    step(x, gi, gv, W, P, lr, bx, last)
             else:
                 step(x, g, W, P, lr)
             if averaging:
@@ -462,7 +493,8 @@ def python_loop(sw, engine, objective, control, setup, args):
         b = setup.batching
         batch = batch_function(len(args), b.positions, b.gathers)
     iterate = make_iterate(sw, python_evaluate(objective, control.jac_out), batch,
-                           python_rate(setup.schedule, engine.learning_rate))
+                           python_rate(setup.schedule, engine.learning_rate),
+                           constant_kernels(rule_kernels(sw)))
     x = engine.x
     if objective.sparse not in ("lazy", "catchup"):
         engine.dense_kernel()              # loaded from the disk cache, cheaply
@@ -551,7 +583,8 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     rs = Run(x, xv, G, engine.W, engine.P, args, bufs,
              batching.perm if batching is not None else np.zeros(0, np.int64), SP, TS,
              RB, H, A, engine.AS, mark, where, last, control.gtol, control.ftol,
-             control.xtol, maxiter, every, setup.smoothing, setup.patience)
+             control.xtol, maxiter, every, setup.smoothing, setup.patience,
+             cpu.layout(engine.rule_name, engine.bounded, True)[1])
     state = State(0, 0, 1, batching.pos if batching is not None else 0,
                   every if every > 0 else -1, co.stamp if sparse_mode is not None else 0,
                   f, math.nan, gi, gv, empty_idx, empty_val, empty_idx, empty_val)

@@ -337,7 +337,7 @@ def test_functions_with_explicit_signatures_only_run_compiled():
         _compiled.make_loop = real
     b = numadam.minimize(fun.py_func, np.zeros(3), jac=jac.py_func, method="adam",
                          options=dict(maxiter=200))
-    assert loops and loops[0][-2] is fun
+    assert loops and any(k is fun for k in loops[0])
     _assert_same(a, b)
 
 

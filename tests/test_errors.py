@@ -123,7 +123,7 @@ def _run(**kw):
     (dict(options={"parallel": "yes"}), TypeError,
      r"adam: option 'parallel' must be True, False or None, got 'yes' \(str\)"),
     (dict(options={"compiled": 1}), TypeError,
-     r"adam: option 'compiled' must be True, False or None, got 1 \(int\)"),
+     r"adam: option 'compiled' must be True, False, None or 'inline', got 1 \(int\)"),
     (dict(options={"device": "gpu"}), ValueError,
      r"adam: option 'device' must be None, 'cpu' or 'cuda', got 'gpu'"),
     (dict(options={"callback_every": 0}), ValueError,
