@@ -71,13 +71,16 @@ A = RNG.standard_normal((40, N))
 B = A @ T + 0.01 * RNG.standard_normal(40)
 
 ON_DEVICE = True
-# name: (fun, jac, args, bounds, options, callback stop at, on the device)
+# name: (fun, jac, args, bounds, options, callback stop at, on the device);
+# the tolerances end their runs within 25 to 45 steps, since Numba's CUDA
+# simulator takes a tenth of a second or more per step
+
 SCENARIOS = {
     "maxiter": (qfun, qjac, None, None, dict(maxiter=15, gtol=0.0), None, ON_DEVICE),
-    "gtol": (qfun, qjac, None, None, dict(gtol=0.05, maxiter=500), None, ON_DEVICE),
-    "ftol": (qfun, qjac, None, None, dict(gtol=0.0, ftol=1e-6, maxiter=2000), None,
+    "gtol": (qfun, qjac, None, None, dict(gtol=0.2, maxiter=500), None, ON_DEVICE),
+    "ftol": (qfun, qjac, None, None, dict(gtol=0.0, ftol=1e-3, maxiter=2000), None,
              ON_DEVICE),
-    "xtol": (qfun, qjac, None, None, dict(gtol=0.0, xtol=1e-4, maxiter=2000), None,
+    "xtol": (qfun, qjac, None, None, dict(gtol=0.0, xtol=1e-2, maxiter=2000), None,
              ON_DEVICE),
     "nonfinite gradient": (qfun, bad_jac, None, None, dict(maxiter=200, gtol=0.0), None,
                            ON_DEVICE),
@@ -98,7 +101,7 @@ SCENARIOS = {
     "sparse lazy": (qfun, sparse_jac, None, None,
                     dict(sparse="lazy", maxiter=25, gtol=0.0), None, ON_DEVICE),
     "sparse catchup xtol": (qfun, sparse_jac, None, None,
-                            dict(sparse="catchup", maxiter=400, gtol=0.0, xtol=1e-3),
+                            dict(sparse="catchup", maxiter=400, gtol=0.0, xtol=2e-2),
                             None, ON_DEVICE),
     "sparse nonfinite": (qfun, bad_sparse_jac, None, None,
                          dict(sparse="lazy", maxiter=200, gtol=0.0), None, ON_DEVICE),
