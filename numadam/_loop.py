@@ -222,10 +222,11 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
 
     ``resume`` is 0 to draw and evaluate the next iterate first, 1 to go on
     with the iterate already evaluated, 2 to go on after its callback.
-    ``fns`` is handed to ``evaluate`` as it is: the compiled loop's
-    ``(fun, jac)``, arguments rather than closure constants, so that one
-    compiled loop serves every objective of the same signature. The hooks
-    are
+    ``fns`` is handed to ``evaluate`` and ``kernels`` as it is: in the
+    shared compiled loop, the addresses of ``fun``, ``jac`` and the rule's
+    step kernels, arguments rather than closure constants, so that one
+    compiled loop serves every objective and every rule of the same
+    signature; None in the Python loop. The hooks are
 
     - ``evaluate``: the objective at ``xv`` with the arguments ``call``,
       ``evaluate(fns, xv, call, G, nxt, mark, where, stamp) -> (event, f,

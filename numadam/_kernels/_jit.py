@@ -133,9 +133,9 @@ def njit(*args, salt="", **options):
             rename(fn, salt)
         except Undescribed:
             return numba.njit(*args, **options)(fn)
-        cache = options.pop("cache", False)
-        dispatcher = numba.njit(*args, **options)(fn)
-        if cache:
+        rest = {k: v for k, v in options.items() if k != "cache"}
+        dispatcher = numba.njit(*args, **rest)(fn)
+        if options.get("cache", False):
             dispatcher._cache = NamedCache(fn, fn.__qualname__)
         return dispatcher
 
@@ -150,13 +150,12 @@ def package_fingerprint():
     """A digest of the source of every module of the package: the salt of
     compiled functions that inline code from many of its files."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sorted(os.path.relpath(os.path.join(folder, name), root)
+                   for folder, _, files in os.walk(root)
+                   for name in files if name.endswith(".py"))
     digest = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                digest.update(os.path.relpath(path, root).encode())
-                with open(path, "rb") as fh:
-                    digest.update(fh.read())
+    for path in paths:
+        digest.update(path.encode())
+        with open(os.path.join(root, path), "rb") as fh:
+            digest.update(fh.read())
     return digest.hexdigest()
