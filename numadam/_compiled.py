@@ -219,6 +219,24 @@ def function_addresses(f, fn_type):
             function_type_impl._get_jit_address(f, sig))
 
 
+#: (dtype, ndim, C, F, writeable, aligned) -> Numba array type
+_ARRAY_TYPES = {}
+
+
+def _typeof(value):
+    """``numba.typeof``, memoised for NumPy arrays by what their type
+    depends on (it is called several times per run)."""
+    if type(value) is np.ndarray:
+        fl = value.flags
+        key = (value.dtype, value.ndim, fl.c_contiguous, fl.f_contiguous,
+               fl.writeable, fl.aligned)
+        found = _ARRAY_TYPES.get(key)
+        if found is None:
+            found = _ARRAY_TYPES[key] = typeof(value)
+        return found
+    return typeof(value)
+
+
 #: Numba function -> {argument types: (FunctionType, addresses)}
 _compiled_functions = weakref.WeakKeyDictionary()
 
@@ -370,15 +388,15 @@ def kernel_functions(sw, engine, G):
     """``(FunctionType, rows of addresses)`` of the rule's step kernels
     (:func:`numadam._loop.rule_kernels`) as the loop calls them."""
     x = engine.x
-    common = (typeof(x),)
+    common = (_typeof(x),)
     if sw.sparse_mode in ("lazy", "catchup"):
-        values = typeof(np.zeros((0, 1), x.dtype))
-        argtypes = common + (typeof(np.zeros(0, np.int64)), values, typeof(engine.W),
-                             typeof(engine.P), types.float64, values)
+        values = _typeof(np.zeros((0, 1), x.dtype))
+        argtypes = common + (_typeof(np.zeros(0, np.int64)), values, _typeof(engine.W),
+                             _typeof(engine.P), types.float64, values)
         if sw.sparse_mode == "catchup":
-            argtypes += (typeof(np.zeros(0, np.int64)),)
+            argtypes += (_typeof(np.zeros(0, np.int64)),)
     else:
-        argtypes = common + (typeof(G[0]), typeof(engine.W), typeof(engine.P),
+        argtypes = common + (_typeof(G[0]), _typeof(engine.W), _typeof(engine.P),
                              types.float64)
     found = [compiled_function(k, argtypes) for k in _loop.rule_kernels(sw)]
     return found[0][0], [address for _, address in found]
@@ -394,8 +412,8 @@ def objective_functions(objective, control, args, batching, xv, g):
     if batching is not None:
         for j, p in enumerate(batching.positions):
             call[p] = batching.buffers[j]
-    base = (typeof(xv),) + tuple(typeof(a) for a in call)
-    out = base + (typeof(g),)
+    base = (_typeof(xv),) + tuple(_typeof(a) for a in call)
+    out = base + (_typeof(g),)
     jac_out = control.jac_out and objective.sparse is None
     if objective.mode == "combined":
         fun = compiled_function(objective.fun, out if jac_out else base)
