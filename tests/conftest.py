@@ -44,3 +44,17 @@ def variant_id(v):
 @pytest.fixture(params=DTYPES, ids=["float64", "float32"])
 def dtype(request):
     return request.param
+
+
+def replay_sparse(picks, values, n, mode, method, steps, **options):
+    """minimize on ``x0 = zeros(n)`` with ``f = 0`` and the fixed sparse
+    gradients ``SparseGradient(picks[k], values[k])`` in turn (they do not
+    depend on x), learning rate 0.05, for ``steps`` steps."""
+    def jac(x, state={"k": 0}):
+        k = state["k"]
+        state["k"] += 1
+        return numadam.SparseGradient(picks[k], values[k])
+
+    return numadam.minimize(lambda x: 0.0, np.zeros(n), jac=jac, method=method,
+                            options=dict({"sparse": mode, "maxiter": steps, "gtol": 0,
+                                          "learning_rate": 0.05}, **options))

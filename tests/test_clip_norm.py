@@ -22,7 +22,7 @@ from numadam._rules import Rule, rules, zeros
 from numadam._rules._math import jitable
 from numadam.problems import quadratic, rosenbrock
 
-from conftest import DTYPES, METHODS, VARIANTS, variant_id
+from conftest import DTYPES, METHODS, VARIANTS, replay_sparse, variant_id
 from reference import Reference, SparseAdamReference, clip_grad_norm
 
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -290,16 +290,8 @@ def _sparse_stream(steps, seed=4):
 
 def _sparse_run(mode, method, steps=30, **options):
     picks, values = _sparse_stream(steps)
-
-    def jac(x, state={"k": 0}):
-        k = state["k"]
-        state["k"] += 1
-        return numadam.SparseGradient(picks[k], values[k])
-
-    return numadam.minimize(lambda x: 0.0, np.zeros(N), jac=jac, method=method,
-                            options=dict({"sparse": mode, "maxiter": steps, "gtol": 0,
-                                          "learning_rate": 0.05, "clip_norm": 1.0},
-                                         **options))
+    return replay_sparse(picks, values, N, mode, method, steps,
+                         **dict({"clip_norm": 1.0}, **options))
 
 
 def test_lazy_adam_clips_the_coalesced_gradient_then_is_sparse_adam():

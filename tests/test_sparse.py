@@ -8,7 +8,7 @@ from numba import njit
 import numadam
 from numadam import experiments
 
-from conftest import METHODS
+from conftest import METHODS, replay_sparse
 from reference import SparseAdamReference
 
 N = 40
@@ -60,15 +60,7 @@ def _run_fixed(mode, method, steps=200, **options):
     rng = np.random.default_rng(4)
     picks = [np.sort(rng.choice(N, 6, replace=False)) for _ in range(steps + 2)]
     values = [rng.standard_normal(6) for _ in range(steps + 2)]
-
-    def jac(x, state={"k": 0}):
-        k = state["k"]
-        state["k"] += 1
-        return numadam.SparseGradient(picks[k], values[k])
-
-    return numadam.minimize(lambda x: 0.0, np.zeros(N), jac=jac, method=method,
-                            options=dict({"sparse": mode, "maxiter": steps, "gtol": 0,
-                                          "learning_rate": 0.05}, **options))
+    return replay_sparse(picks, values, N, mode, method, steps, **options)
 
 
 @pytest.mark.parametrize("form", ["tuple", "csr_matrix", "csr_array", "coo_array_1d"])
