@@ -16,7 +16,8 @@ from ._arrays import as_bounds, as_x0
 from ._engine import Engine
 from ._kernels import cpu
 from ._objective import Objective
-from ._options import COMMON_OPTIONS, run_options, unknown_option_message, warn_user
+from ._options import (COMMON_OPTIONS, run_options, translate_aliases,
+                       unknown_option_message, warn_user)
 from ._registry import lookup
 
 __all__ = ["minimize"]
@@ -265,6 +266,7 @@ def split_options(spec, options):
     common = {}
     hyper = {}
     unknown = []
+    options = translate_aliases(options, spec.option_names, spec.name)
     for name, value in options.items():
         if name in _COMMON:
             common[name] = value

@@ -11,6 +11,7 @@ from ._device_engine import DeviceEngine, as_numba, flat_values, load_cuda
 from ._engine import Engine, SparseSteps
 from ._kernels import cpu
 from ._objective import dense_gradient
+from ._options import RUN_OPTION_NAMES, translate_aliases, unknown_option_message
 from ._registry import METHODS, lookup
 from ._sparse import Coalescer, raw_parts
 
@@ -62,7 +63,10 @@ class Optimizer:
         callable of the step number. ``clip_norm`` clips the gradient to that
         L2 norm first, over all the arrays of the Optimizer together (as
         ``torch.nn.utils.clip_grad_norm_(model.parameters())`` and
-        ``optax.clip_by_global_norm`` over a whole tree do).
+        ``optax.clip_by_global_norm`` over a whole tree do). torch.optim's
+        ``lr`` and ``betas=(b1, b2)`` stand for ``learning_rate``, ``beta1``
+        and ``beta2``; any other name the method does not take raises
+        TypeError, with the closest valid names.
 
     Examples
     --------
@@ -89,6 +93,7 @@ class Optimizer:
         if kind != "numadam":
             raise ValueError(f"method must be one of numadam's methods "
                              f"({', '.join(METHODS)}), got {method!r}")
+        options = optimizer_options(spec, options)
         self.spec = spec
         self.method = spec.name
         self.x = x
@@ -348,3 +353,23 @@ def _check_sparse(spec, values, sparse):
         raise ValueError("Optimizer(sparse='dense') is Optimizer(): pass the "
                          "gradient as an array (SparseGradient.todense)")
     return sparse
+
+
+def optimizer_options(spec, options):
+    """The hyperparameters given to :class:`Optimizer`, with torch.optim's
+    spellings translated (:func:`numadam._options.translate_aliases`);
+    raises TypeError for a name the method does not take (run options such
+    as ``maxiter`` belong to :func:`numadam.minimize`)."""
+    valid = spec.option_names + tuple(n for n in spec.fixed if n not in spec.option_names)
+    options = translate_aliases(options, valid, spec.name)
+    unknown = [name for name in options if name not in valid]
+    if unknown:
+        msg = unknown_option_message(unknown, valid,
+                                     lead=f"Optimizer({spec.name!r}) got unknown options")
+        run = [name for name in unknown if name in RUN_OPTION_NAMES]
+        if run:
+            msg += (f"; {', '.join(map(repr, run))} "
+                    f"{'is an option' if len(run) == 1 else 'are options'} of "
+                    "numadam.minimize's runs, not of a step")
+        raise TypeError(msg)
+    return options

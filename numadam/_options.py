@@ -329,6 +329,9 @@ COMMON_OPTIONS = (
            "over each epoch).", kind="choice", choices=(None, "step", "epoch")),
 )
 
+#: The names of :data:`COMMON_OPTIONS`.
+RUN_OPTION_NAMES = frozenset(o.name for o in COMMON_OPTIONS)
+
 
 def _field_type(opt):
     return {"real": float, "int": int, "flag": bool, "level": bool}.get(opt.kind, object)
@@ -379,10 +382,17 @@ def run_options(given, owner):
                       learning_rate_schedule=None)
 
 
-#: Names other libraries use for options, with the numadam name.
+#: torch.optim's spellings of options, taken as they are where the method
+#: has the options they stand for (:func:`translate_aliases`), with the
+#: numadam names they stand for.
+TORCH_ALIASES = {
+    "lr": ("learning_rate",),
+    "betas": ("beta1", "beta2"),
+}
+
+#: Names other libraries use for options, with the numadam name: hints for
+#: an unknown option, not aliases.
 ALIASES = {
-    "lr": "learning_rate",
-    "betas": "beta1 and beta2",
     "beta_1": "beta1",
     "beta_2": "beta2",
     "b1": "beta1",
@@ -393,10 +403,60 @@ ALIASES = {
     "rho": "alpha",
 }
 
+#: torch.optim's options that numadam does not have yet: the value that
+#: means what numadam does (taken and dropped), and what to do instead.
+MISSING = {
+    "maximize": (False, "numadam does not ascend yet: minimise the negated "
+                        "objective (or step with the negated gradient)"),
+}
 
-def unknown_option_message(unknown, valid):
-    """scipy's "Unknown solver options" text, with hints for near misses."""
-    msg = "Unknown solver options: " + ", ".join(map(str, unknown))
+
+def translate_aliases(options, valid, owner):
+    """``options`` with torch.optim's spellings (:data:`TORCH_ALIASES`)
+    replaced by the names they stand for, where all of those are in
+    ``valid``: ``lr`` for ``learning_rate``, ``betas=(b1, b2)`` for
+    ``beta1`` and ``beta2``. A new dict when anything is replaced (the
+    caller's is left as it was). An option of :data:`MISSING` is dropped
+    when its value means what numadam does (``maximize=False``). Raises
+    TypeError for an option given in both spellings, ValueError for
+    ``betas`` that is not a pair and for a :data:`MISSING` option that asks
+    for what numadam does not do (``maximize=True``)."""
+    if not any(alias in options for alias in (*TORCH_ALIASES, *MISSING)):
+        return options
+    out = dict(options)
+    for name, (default, instead) in MISSING.items():
+        if name in out and name not in valid:
+            value = out.pop(name)
+            if not (isinstance(value, (bool, np.bool_)) and value == default):
+                raise ValueError(f"{owner}: option {name!r} can only be {default!r} "
+                                 f"here, got {value!r}; {instead}")
+    for alias, names in TORCH_ALIASES.items():
+        if alias not in out or not all(n in valid for n in names):
+            continue
+        both = [n for n in names if n in out]
+        if both:
+            raise TypeError(f"{owner}: option {alias!r} is torch.optim's spelling of "
+                            f"{' and '.join(map(repr, names))}: give one spelling, not "
+                            f"both (got {alias!r} and {both[0]!r})")
+        value = out.pop(alias)
+        if len(names) == 1:
+            out[names[0]] = value
+            continue
+        try:
+            parts = tuple(value)
+        except TypeError:
+            parts = ()
+        if len(parts) != len(names) or isinstance(value, (str, bytes)):
+            raise ValueError(f"{owner}: option {alias!r} must be a pair "
+                             f"({', '.join(names)}), got {value!r}")
+        out.update(zip(names, parts))
+    return out
+
+
+def unknown_option_message(unknown, valid, lead="Unknown solver options"):
+    """scipy's "Unknown solver options" text (or ``lead``), with hints for
+    near misses."""
+    msg = f"{lead}: " + ", ".join(map(str, unknown))
     hints = []
     for name in unknown:
         if name in ALIASES:

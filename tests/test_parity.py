@@ -117,6 +117,39 @@ def _compare_with_torch(torch):
                                    err_msg=name)
 
 
+@pytest.mark.parametrize("name, method, options", [
+    ("Adam", "adam", dict(lr=0.05, betas=(0.8, 0.99), weight_decay=0.01)),
+    ("AdamW", "adamw", dict(lr=0.02, betas=(0.5, 0.9), weight_decay=0.1)),
+    ("NAdam", "nadam", dict(lr=0.01, betas=(0.85, 0.995))),
+    ("RAdam", "radam", dict(lr=0.03, betas=(0.9, 0.95))),
+    ("Adamax", "adamax", dict(lr=0.04, betas=(0.7, 0.9))),
+    ("SGD", "sgd", dict(lr=0.1, momentum=0.9, nesterov=True)),
+    ("Adagrad", "adagrad", dict(lr=0.2)),
+])
+def test_torch_spellings_give_torchs_run(name, method, options):
+    """Options written as for torch.optim (``lr``, ``betas``) give the run
+    torch.optim gives with them (float64 as torch's default dtype, in which
+    it keeps scalar state such as nadam's mu_product)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal(9)
+    grads = [rng.standard_normal(9) for _ in range(40)]
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = torch.tensor(x0.copy(), requires_grad=True)
+        opt = getattr(torch.optim, name)([p], foreach=False, **options)
+        x = x0.copy()
+        ours = numadam.Optimizer(method, x, **options)
+        for g in grads:
+            p.grad = torch.from_numpy(g.copy())
+            opt.step()
+            ours.step(g)
+    finally:
+        torch.set_default_dtype(old)
+    np.testing.assert_allclose(x, p.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("options", [{}, dict(weight_decay=0.01),
                                      dict(beta1=0.5, beta2=0.9, weight_decay=0.1)])
 def test_optax_lion_agrees(options):

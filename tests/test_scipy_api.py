@@ -75,8 +75,8 @@ def test_status_99_matches_scipy_own_message():
 
     bfgs = scipy.optimize.minimize(rosen, X0, method="BFGS", callback=stop)
     ours = numadam.minimize(rosen, X0, jac=rosen_der, callback=stop)
-    assert (ours.status, ours.success, ours.message) == (bfgs.status, bfgs.success,
-                                                           bfgs.message)
+    assert ((ours.status, ours.success, ours.message)
+            == (bfgs.status, bfgs.success, bfgs.message))
 
 
 def test_new_style_callback_gets_an_intermediate_result_each_step():
@@ -193,10 +193,10 @@ def test_tol_sets_gtol_unless_given():
 
 
 def test_unknown_options_warn_as_scipy_does():
-    with pytest.warns(OptimizeWarning, match=r"Unknown solver options: lr, foo "
-                      r"\('lr' is spelled 'learning_rate' here"):
+    with pytest.warns(OptimizeWarning, match=r"Unknown solver options: epsilon, foo "
+                      r"\('epsilon' is spelled 'eps' here"):
         res = numadam.minimize(rosen, X0, jac=rosen_der,
-                               options={"lr": 0.1, "foo": 1, "maxiter": 3})
+                               options={"epsilon": 0.1, "foo": 1, "maxiter": 3})
     assert res.nit == 3
     with pytest.warns(OptimizeWarning, match="did you mean 'beta1' for 'betta1'"):
         numadam.minimize(rosen, X0, jac=rosen_der, options={"betta1": 0.5, "maxiter": 1})
