@@ -254,8 +254,9 @@ def target_d(rounds):
             shutil.rmtree(cache, ignore_errors=True)
     cmed = _report("d. start-up with an empty Numba cache", cold, "s", 1.0,
                    baseline="warm cache: import + small minimize")
-    print(f"  extra cost of an empty cache: "
-          f"{cmed['cold cache: import + small minimize'] - cmed['warm cache: import + small minimize']:.2f} s")
+    extra = (cmed["cold cache: import + small minimize"]
+             - cmed["warm cache: import + small minimize"])
+    print(f"  extra cost of an empty cache: {extra:.2f} s")
     return med, cmed
 
 

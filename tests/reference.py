@@ -240,12 +240,13 @@ class SparseAdamReference:
         idx = np.asarray(indices)
         g = np.zeros_like(self.x)
         np.add.at(g, idx, values)              # duplicates are summed
-        I = np.unique(idx)
-        gI = g[I]
+        rows = np.unique(idx)
+        g_rows = g[rows]
         self.t += 1
         b1, b2 = self.b1, self.b2
-        self.m[I] = self.m[I] + (gI - self.m[I]) * (1 - b1)
-        self.v[I] = self.v[I] + (gI * gI - self.v[I]) * (1 - b2)
+        self.m[rows] = self.m[rows] + (g_rows - self.m[rows]) * (1 - b1)
+        self.v[rows] = self.v[rows] + (g_rows * g_rows - self.v[rows]) * (1 - b2)
         step_size = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
-        self.x[I] = self.x[I] - step_size * (self.m[I] / (np.sqrt(self.v[I]) + self.eps))
+        move = step_size * (self.m[rows] / (np.sqrt(self.v[rows]) + self.eps))
+        self.x[rows] = self.x[rows] - move
         return self.x

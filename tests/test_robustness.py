@@ -131,8 +131,8 @@ def test_continuing_from_the_state_is_bitwise_one_run(variant):
     kw = dict(method=method, jac=pr.jac)
     one = numadam.minimize(pr.fun, pr.x0, options=dict(options, maxiter=700, gtol=0), **kw)
     first = numadam.minimize(pr.fun, pr.x0, options=dict(options, maxiter=300, gtol=0), **kw)
-    second = numadam.minimize(pr.fun, first.x, options=dict(options, maxiter=400, gtol=0,
-                                                           state=first.state), **kw)
+    second = numadam.minimize(pr.fun, first.x, **kw, options=dict(
+        options, maxiter=400, gtol=0, state=first.state))
     np.testing.assert_array_equal(second.x, one.x)
     assert second.state == one.state
     assert second.state.step == 700 and second.nit == 400
