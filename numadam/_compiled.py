@@ -55,7 +55,8 @@ from . import _loop
 from ._kernels import sparse as sk
 from ._kernels._jit import njit as named_njit
 from ._kernels._jit import package_fingerprint
-from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_ROWS
+from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_OUT, BAD_ROWS
+from ._objective import out_message
 from ._sparse import _coalesce
 from .schedules import Schedule, constant, rate_function
 
@@ -92,6 +93,28 @@ def _as_float_impl(f):
     if isinstance(f, types.Array) and f.ndim == 0:
         return lambda f: float(f[()])
     raise TypingError(f"fun must return a real scalar, got {f}")
+
+
+def _wrote_out(r, out):  # pragma: no cover - replaced by its overload
+    raise NotImplementedError
+
+
+@overload(_wrote_out)
+def _wrote_out_impl(r, out):
+    """Whether ``r``, what a ``jac_out`` function returned, says that it
+    wrote into ``out``: None, or ``out`` itself."""
+    if isinstance(r, types.NoneType):
+        return lambda r, out: True
+    if isinstance(r, types.Array):
+        return lambda r, out: (r.shape == out.shape and
+                               r.ctypes.data == out.ctypes.data)
+    if isinstance(r, types.Optional) and isinstance(r.type, types.Array):
+        def impl(r, out):
+            if r is None:
+                return True
+            return r.shape == out.shape and r.ctypes.data == out.ctypes.data
+        return impl
+    raise TypingError(out_message("jac", str(r)))
 
 
 def _store(G, cur, g):  # pragma: no cover - replaced by its overload
@@ -244,7 +267,9 @@ _compiled_functions = weakref.WeakKeyDictionary()
 def compiled_function(f, argtypes):
     """``(FunctionType, addresses)`` of the Numba function ``f`` called with
     ``argtypes`` (compiled now if it was not), or None when ``f`` compiles
-    no new signatures (its own explicit signatures only)."""
+    no new signatures (its own explicit signatures only) or Numba makes no C
+    wrapper for this one (an optional return type): the caller then
+    compiles a loop that calls ``f`` directly."""
     known = _compiled_functions.setdefault(f, {})
     found = known.get(argtypes)
     if found is None:
@@ -253,8 +278,12 @@ def compiled_function(f, argtypes):
                 return None
             f.compile(argtypes)
         fn_type = types.FunctionType(f.overloads[argtypes].signature)
-        found = known[argtypes] = (fn_type, function_addresses(f, fn_type))
-    return found
+        try:
+            addresses = function_addresses(f, fn_type)
+        except ValueError:
+            addresses = None
+        found = known[argtypes] = (fn_type, addresses)
+    return found if found[1] is not None else None
 
 
 @register_jitable
@@ -327,7 +356,8 @@ def make_evaluate(mode, jac_out, sparse_mode, parallel, fun_ref, jac_ref):
             jac = at(fns[1], jac_ref)
             fn = fun(xv, *call)
             if jac_out:
-                jac(xv, *(call + (G[nxt],)))
+                if not _wrote_out(jac(xv, *(call + (G[nxt],))), G[nxt]):
+                    return BAD_OUT, 0.0, stamp
             elif not _store(G, nxt, jac(xv, *call)):
                 return BAD_GRADIENT, 0.0, stamp
         return 0, _as_float(fn), stamp
@@ -417,10 +447,30 @@ def objective_functions(objective, control, args, batching, xv, g):
     jac_out = control.jac_out and objective.sparse is None
     if objective.mode == "combined":
         fun = compiled_function(objective.fun, out if jac_out else base)
+        if fun is not None and jac_out:
+            _check_out_return("fun", fun[0])
         return None if fun is None else (fun, None)
     fun = compiled_function(objective.fun, base)
     jac = compiled_function(objective.jac, out if jac_out else base)
+    if jac is not None and jac_out:
+        _check_out_return("jac", jac[0])
     return None if fun is None or jac is None else (fun, jac)
+
+
+def _check_out_return(who, fn_type):
+    """Raise for a ``jac_out`` function whose return type says that it did
+    not write the gradient into its last argument (``jac`` returns None or
+    that argument, ``fun`` with ``jac=True`` returns f alone), before the
+    loop is compiled."""
+    returns = fn_type.signature.return_type
+    if who == "jac":
+        if isinstance(returns, types.Optional):
+            returns = returns.type
+        wrong = not isinstance(returns, (types.NoneType, types.Array))
+    else:
+        wrong = isinstance(returns, types.BaseTuple)
+    if wrong:
+        raise TypeError(out_message(who, f"{returns} (the Numba type)"))
 
 
 def compiled_loop(sw, engine, objective, control, setup, args):

@@ -42,6 +42,7 @@ from . import _stochastic as st
 from ._engine import SparseSteps
 from ._kernels import cpu, preload
 from ._kernels import sparse as sk
+from ._objective import out_message
 from ._rules import get_rule
 from .schedules import Schedule, rate_function
 
@@ -142,6 +143,7 @@ BAD_GRADIENT = -2
 NEED_EPOCH = -3
 BAD_INDEX = -4
 BAD_ROWS = -5
+BAD_OUT = -6
 GTOL, FTOL, XTOL = 10, 11, 12
 
 #: What a run reads and does not rebind: the engine's arrays (``G`` holds
@@ -612,7 +614,7 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
                 break
             resume = 2
             continue
-        if event in (BAD_GRADIENT, BAD_INDEX, BAD_ROWS):
+        if event in (BAD_GRADIENT, BAD_INDEX, BAD_ROWS, BAD_OUT):
             objective.count(state.evaluations)
             _raise_bad_return(event, objective, n, k, state.gi)
         break
@@ -671,5 +673,7 @@ def _raise_bad_return(event, objective, n, k, idx):
     if event == BAD_ROWS:
         raise ValueError("the sparse gradients of a run must keep their row "
                          f"length: {objective.coalescer.r} before, another now")
+    if event == BAD_OUT:
+        raise TypeError(out_message("jac", f"another array (after step {k})"))
     raise ValueError(f"jac must return an array of shape {(n,)} (the shape "
                      f"of x0), got another length after step {k}")

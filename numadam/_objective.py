@@ -98,7 +98,9 @@ class Objective:
                 f = fun(x, *a)
                 if type(f) is not float:
                     f = as_scalar(f)
-                jac(x, *a, out)
+                r = jac(x, *a, out)
+                if r is not None and r is not out:
+                    raise TypeError(out_message("jac", _describe(r)))
                 return f, out
         elif mode == "callable":
             def evaluate(x, out=None, call_args=None):
@@ -116,6 +118,8 @@ class Objective:
                 a = args if call_args is None else call_args
                 f = fun(x, *a, out)
                 if type(f) is not float:
+                    if type(f) is tuple:
+                        raise TypeError(out_message("fun", f"a tuple of {len(f)}"))
                     f = as_scalar(f)
                 return f, out
         elif mode == "combined":
@@ -260,6 +264,16 @@ def as_scalar(f):
         return float(f)
     except (TypeError, ValueError):
         raise TypeError(f"fun must return a real scalar, got {_describe(f)}") from None
+
+
+def out_message(who, got):
+    """The error of a function that, with option ``jac_out``, did not write
+    the gradient into its last argument as it should."""
+    if who == "fun":
+        return ("with jac=True and option 'jac_out', fun must write the gradient "
+                f"into its last argument and return f alone; it returned {got}")
+    return ("with option 'jac_out', jac must write the gradient into its last "
+            f"argument and return None (or that argument); it returned {got}")
 
 
 def _describe(obj):

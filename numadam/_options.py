@@ -290,7 +290,8 @@ COMMON_OPTIONS = (
            kind="int", lower=1),
     Option("jac_out", False, "jac (or fun with jac=True) takes a last argument "
            "``out`` and writes the gradient into it, so that no gradient is "
-           "allocated per step.", kind="flag"),
+           "allocated per step; jac returns None (or ``out``), fun returns f "
+           "alone.", kind="flag"),
     Option("batch_size", None, "Draw a minibatch of this many rows of the array "
            "arguments each step (shuffled epochs without replacement).", kind="int",
            lower=1, optional=True),

@@ -348,3 +348,84 @@ def test_compiled_option_is_checked(value, error):
                                     r"or 'inline', got"):
         numadam.minimize(pr.fun, pr.x0, jac=pr.jac, method="adam",
                          options=dict(compiled=value))
+
+
+# -------------------------------------------------- jac_out's contract --
+
+@njit
+def _sq(x):
+    return (x * x).sum()
+
+
+@njit
+def _returns_g(x, out):
+    return 2.0 * x
+
+
+@njit
+def _returns_int(x, out):
+    out[:] = 2.0 * x
+    return 1
+
+
+@njit
+def _returns_pair(x, out):
+    out[:] = 2.0 * x
+    return (x * x).sum(), out
+
+
+@njit
+def _writes(x, out):
+    out[:] = 2.0 * x
+
+
+@njit
+def _returns_g_after_the_first_call(x, out):
+    if x[0] == -1.2:
+        out[:] = 2.0 * x
+        return None
+    return 2.0 * x
+
+
+@njit
+def _returns_out_after_the_first_call(x, out):
+    out[:] = 2.0 * x
+    if x[0] == -1.2:
+        return None
+    return out
+
+
+@pytest.mark.parametrize("compiled", [True, "inline"])
+@pytest.mark.parametrize("fun, jac, match", [
+    (_sq, _returns_g, r"jac must write the gradient into its last argument and "
+                      r"return None \(or that argument\); it returned an array"),
+    (_sq, _returns_g_after_the_first_call,
+     r"jac must write the gradient .* it returned another array \(after step 1\)"),
+    (_returns_pair, True, r"fun must write the gradient into its last argument and "
+                          r"return f alone"),
+])
+def test_compiled_jac_out_functions_that_return_the_gradient_are_refused(
+        fun, jac, match, compiled):
+    x0 = np.array([-1.2, 1.0, 0.5])
+    with pytest.raises(TypeError, match=match):
+        numadam.minimize(fun, x0, jac=jac, method="adam",
+                         options={"jac_out": True, "compiled": compiled, "maxiter": 20})
+    np.testing.assert_array_equal(x0, [-1.2, 1.0, 0.5])
+
+
+def test_compiled_jac_out_return_types_are_checked_before_the_loop_compiles():
+    with pytest.raises(TypeError, match=r"jac must write .* it returned int64 "
+                                        r"\(the Numba type\)"):
+        numadam.minimize(_sq, np.array([-1.2, 1.0, 0.5]), jac=_returns_int,
+                         method="adam", options={"jac_out": True, "compiled": True})
+
+
+@pytest.mark.parametrize("compiled", [True, "inline", False])
+def test_compiled_jac_out_may_return_out_or_none(compiled):
+    x0 = np.array([-1.2, 1.0, 0.5])
+    kw = dict(jac_out=True, maxiter=30, gtol=0, compiled=compiled)
+    a = numadam.minimize(_sq, x0, jac=_writes, method="adam", options=kw)
+    b = numadam.minimize(_sq, x0, jac=_returns_out_after_the_first_call, method="adam",
+                         options=kw)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.nit == b.nit == 30

@@ -320,3 +320,40 @@ def test_a_seed_sequence_seeds_like_its_integer_and_is_left_alone():
             for seed in (ss, 5)]
     np.testing.assert_array_equal(runs[0].x, runs[1].x)
     assert ss.n_children_spawned == 0
+
+
+# -------------------------------------------------- jac_out's contract --
+
+def _quadratic_f(x):
+    return float(x @ x)
+
+
+@pytest.mark.parametrize("jac, fun, match", [
+    (lambda x, out: 2 * x, _quadratic_f,
+     r"with option 'jac_out', jac must write the gradient into its last argument "
+     r"and return None \(or that argument\); it returned an array of shape \(3,\)"),
+    (True, lambda x, out: (float(x @ x), 2 * x),
+     r"with jac=True and option 'jac_out', fun must write the gradient into its "
+     r"last argument and return f alone; it returned a tuple of 2"),
+])
+def test_jac_out_functions_that_return_the_gradient_are_refused(jac, fun, match):
+    x0 = X0.copy()
+    with pytest.raises(TypeError, match=match):
+        numadam.minimize(fun, x0, jac=jac, method="adam", options={"jac_out": True})
+    np.testing.assert_array_equal(x0, X0)
+
+
+def test_a_jac_out_function_may_return_its_out_argument():
+    def writes(x, out):
+        np.multiply(x, 2.0, out=out)
+
+    def writes_and_returns(x, out):
+        np.multiply(x, 2.0, out=out)
+        return out
+
+    kw = dict(jac_out=True, maxiter=30, gtol=0)
+    a = numadam.minimize(_quadratic_f, X0, jac=writes, method="adam", options=kw)
+    b = numadam.minimize(_quadratic_f, X0, jac=writes_and_returns, method="adam",
+                         options=kw)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.nit == b.nit == 30
