@@ -18,7 +18,7 @@ import importlib.util
 import numpy as np
 
 from ._arrays import device_copy, is_device_array
-from ._engine import plan
+from ._engine import next_rate, plan
 from ._kernels import cpu
 from ._state import OptimizerState
 
@@ -151,12 +151,8 @@ class DeviceEngine:
         return gd
 
     def rate(self, lr=None):
-        """The learning rate of the next step."""
-        if lr is not None:
-            return float(lr)
-        if self.schedule is not None:
-            return float(self.schedule(int(self.aux[0]) + 1))
-        return self.learning_rate
+        """The learning rate of the next step (:func:`next_rate`)."""
+        return next_rate(lr, self.schedule, self.aux, self.learning_rate)
 
     def step(self, g, lr, k=0):
         """One update with the device gradient ``g`` (dense, or the ``(idx,

@@ -31,6 +31,7 @@ import numpy as np
 from ._arrays import host_array
 from ._kernels import cpu, preload
 from ._kernels import sparse as sk
+from ._options import check_rate
 from ._state import OptimizerState, check_state
 
 __all__ = ["Plan", "plan", "Engine", "SparseSteps"]
@@ -155,13 +156,8 @@ class Engine:
         return self.kernel
 
     def rate(self, lr=None):
-        """The learning rate of the next step: ``lr`` when given, else the
-        schedule's value at the next step, else the constant rate."""
-        if lr is not None:
-            return float(lr)
-        if self.schedule is not None:
-            return float(self.schedule(int(self.aux[0]) + 1))
-        return self.learning_rate
+        """The learning rate of the next step (:func:`next_rate`)."""
+        return next_rate(lr, self.schedule, self.aux, self.learning_rate)
 
     def state(self, copy):
         """The :class:`OptimizerState` (sharing the arrays unless ``copy``)."""
@@ -172,6 +168,19 @@ class Engine:
             A, AS = A.copy(), AS.copy()
         return OptimizerState(self.method, self.rule_name, self.F, self.names, S, aux,
                               A, AS)
+
+
+def next_rate(lr, schedule, aux, constant):
+    """The learning rate of the next step: ``lr`` when given (one step's
+    override), else ``schedule``'s value at the next step (``aux[0]`` is the
+    step count), else ``constant``; a given or scheduled rate is checked
+    (:func:`numadam._options.check_rate`) before any array changes."""
+    if lr is not None:
+        return check_rate(lr)
+    if schedule is not None:
+        t = int(aux[0]) + 1
+        return check_rate(schedule(t), "the learning_rate schedule's value", f" at step {t}")
+    return constant
 
 
 class SparseSteps:

@@ -43,6 +43,7 @@ from ._engine import SparseSteps
 from ._kernels import cpu, preload
 from ._kernels import sparse as sk
 from ._objective import out_message
+from ._options import check_rate
 from ._rules import get_rule
 from .schedules import Schedule, rate_function
 
@@ -123,7 +124,13 @@ class Progress:
 
     def update(self, k, f):
         if self.bar is not None:
-            self.bar.update(k - self.shown)
+            if self.shown == 0 and k > 0:
+                # the first steps carry the one-off compilation or cache
+                # loads: the bar's clock, rate and ETA start after them
+                self.bar.reset(total=self.total)
+                self.bar.initial = self.bar.n = k
+            else:
+                self.bar.update(k - self.shown)
             self.bar.set_postfix(f=f"{f:.6g}", refresh=False)
         elif k >= self.next_line or k == self.total:
             print(f"  {self.method}: step {k:>9d}/{self.total}  f = {f:.6g}", flush=True)
@@ -480,7 +487,8 @@ def python_rate(schedule, learning_rate):
         return rate_function(schedule.kind, schedule.warmup_steps > 0.0)
 
     def rate(SP, t):
-        return st.check_rate(schedule(int(t)), int(t))
+        return check_rate(schedule(int(t)), "the learning_rate callable's value",
+                          f" at step {int(t)}")
     return rate
 
 
@@ -523,6 +531,14 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     n = x.shape[0]
     dtype = x.dtype
     maxiter = control.maxiter
+    if isinstance(setup.schedule, Schedule) and maxiter > 0:
+        # numadam's schedules are monotone after their warm-up, so the last
+        # step's rate bounds the run's: one that overflows is refused here
+        # (a Python callable is checked at every step)
+        last = int(engine.aux[0]) + maxiter
+        with np.errstate(all="ignore"):
+            value = setup.schedule(last)
+        check_rate(value, "the learning_rate schedule's value", f" at step {last}")
     batching = setup.batching
     args = tuple(objective.args)
     sparse_mode = objective.sparse
@@ -641,7 +657,13 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
                 f, G[cur] = evaluate(xv, None, None)
                 evaluations += 1
     elif status is None:
-        if event == MAXITER:
+        if event == MAXITER and control.epochs is not None:
+            # the run was asked for a number of epochs, and did them
+            n = control.epochs
+            status = SUCCESS
+            message = ("Optimization terminated successfully: the requested "
+                       + ("epoch is done." if n == 1 else f"{n} epochs are done."))
+        elif event == MAXITER:
             status, message = MAXITER, MESSAGES[MAXITER]
         else:
             status = SUCCESS

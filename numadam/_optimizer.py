@@ -203,8 +203,9 @@ class Optimizer:
         scipy.sparse row or a tuple ``(indices, values)``. For several
         arrays, ``g`` is a list or tuple with a gradient for each, all
         checked before any array changes. ``learning_rate`` overrides the rate
-        for this step only. The gradient is not checked for finiteness: this
-        is the bare update.
+        for this step only. The rate (given, or a schedule's value) must be
+        finite and >= 0, checked before anything moves. The gradient is not
+        checked for finiteness: this is the bare update.
         """
         if self._members is not None:
             self._group_step(g, learning_rate)

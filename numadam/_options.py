@@ -515,3 +515,20 @@ def warn_user(message, category=OptimizeWarning):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def check_rate(value, name="learning_rate", at=""):
+    """``value``, a learning rate, as a float; TypeError or ValueError
+    naming it (``name``, and ``at``, say " at step 3") unless it is a finite
+    real number >= 0: a negative rate would ascend, a NaN or an infinite
+    one would wreck x."""
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
+        lr = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}{at}") from None
+    if not (math.isfinite(lr) and lr >= 0.0):
+        shown = value if type(value) in (int, float) else lr
+        raise ValueError(f"{name} must be finite and >= 0, got {shown!r}{at}")
+    return lr

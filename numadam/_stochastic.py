@@ -8,7 +8,6 @@ loop compiles it, and the two give the same numbers bitwise.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba.extending import register_jitable
@@ -303,16 +302,3 @@ def history_result(H, rows, setup):
         out["grad_norm"][e] = gnorm[sl].mean()
         out["learning_rate"][e] = lr[sl.stop - 1]
     return out
-
-
-def check_rate(value, t):
-    """A rate from a Python schedule callable, validated."""
-    try:
-        lr = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"the learning_rate callable must return a real number, got "
-                        f"{value!r} at step {t}") from None
-    if not (math.isfinite(lr) and lr >= 0.0):
-        raise ValueError(f"the learning_rate callable returned {value!r} at step {t}; "
-                         "rates must be finite and >= 0")
-    return lr

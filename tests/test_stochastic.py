@@ -2,6 +2,8 @@
 schedules, averaging, history and progress."""
 
 import math
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -192,6 +194,28 @@ def test_compiled_loop_minibatches_bitwise_the_python_loop(options):
         np.testing.assert_array_equal(a.x_last, p.x_last)
 
 
+@pytest.mark.parametrize("epochs, text", [
+    (1, "the requested epoch is done"), (3, "the requested 3 epochs are done")])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_doing_the_requested_epochs_is_success(epochs, text, compiled):
+    """A run asked for a number of epochs that does them all succeeds (a run
+    that reaches maxiter does not, as in scipy)."""
+    A, b = _least_squares(n=100)
+    kw = dict(args=(A, b), jac=ls_jac_nb)
+    options = dict(batch_size=25, seed=1, gtol=0.0, compiled=compiled, disp=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OptimizeWarning)
+        res = numadam.minimize(ls_fun_nb, np.zeros(5), options=dict(options, epochs=epochs),
+                               **kw)
+    assert (res.success, res.status, res.nit) == (True, 0, 4 * epochs)
+    assert res.message == f"Optimization terminated successfully: {text}."
+    with pytest.warns(OptimizeWarning, match="Maximum number of iterations"):
+        by_steps = numadam.minimize(ls_fun_nb, np.zeros(5),
+                                    options=dict(options, maxiter=4 * epochs), **kw)
+    assert (by_steps.success, by_steps.status) == (False, 1)
+    np.testing.assert_array_equal(by_steps.x, res.x)
+
+
 # ------------------------------------------------------------ randomness --
 
 def noisy_fun(x, rng):
@@ -334,7 +358,8 @@ def test_python_callable_learning_rate():
     for t in range(1, 6):
         x = x - 0.1 / t * ls_jac(x, A, b)
     np.testing.assert_allclose(res.x, x, rtol=1e-14)
-    with pytest.raises(ValueError, match=r"the learning_rate callable returned -1 at step 1"):
+    with pytest.raises(ValueError, match=r"the learning_rate callable's value must be "
+                                         r"finite and >= 0, got -1 at step 1"):
         numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
                          options={"learning_rate": lambda t: -1})
     with pytest.raises(ValueError, match=r"option 'compiled'=True cannot run a Python "
@@ -363,6 +388,64 @@ def test_schedule_in_the_optimizer():
     opt.step(np.ones(3))          # rate 0.5 at t = 1
     opt.step(np.ones(3))          # rate 0.25 at t = 2
     np.testing.assert_allclose(x, 0.25)
+
+
+@pytest.mark.parametrize("lr, exc, match", [
+    (-0.1, ValueError, r"learning_rate must be finite and >= 0, got -0\.1$"),
+    (float("nan"), ValueError, r"learning_rate must be finite and >= 0, got nan$"),
+    (np.float32(np.inf), ValueError, r"learning_rate must be finite and >= 0, got inf$"),
+    ("0.1", TypeError, r"learning_rate must be a real number, got '0\.1'$"),
+])
+def test_a_steps_learning_rate_is_checked_before_anything_moves(lr, exc, match):
+    parts = [np.ones(3), np.ones(2)]
+    for x in (parts[0], parts):
+        opt = numadam.Optimizer("adam", x)
+        before = [p.copy() for p in parts]
+        with pytest.raises(exc, match=match):
+            opt.step(np.ones(3) if x is parts[0] else [np.ones(3), np.ones(2)],
+                     learning_rate=lr)
+        for p, b in zip(parts, before):
+            np.testing.assert_array_equal(p, b)
+        steps = opt.state.step if x is parts[0] else [s.step for s in opt.state]
+        assert steps in (0, [0, 0])
+        opt.step(np.ones(3) if x is parts[0] else [np.ones(3), np.ones(2)],
+                 learning_rate=None)                 # the Optimizer's own rate
+        np.testing.assert_allclose(parts[0], 1 - 1e-3)
+        parts[0][:] = 1.0
+
+
+def test_a_schedule_that_turns_negative_stops_the_optimizer_before_the_step():
+    parts = [np.zeros(3), np.zeros(2)]
+    opt = numadam.Optimizer("sgd", parts, learning_rate=lambda t: 0.1 if t < 3 else -0.1)
+    for _ in range(2):
+        opt.step([np.ones(3), np.ones(2)])
+    with pytest.raises(ValueError, match=r"the learning_rate schedule's value must be "
+                                         r"finite and >= 0, got -0\.1 at step 3"):
+        opt.step([np.ones(3), np.ones(2)])
+    assert [s.step for s in opt.state] == [2, 2]
+    np.testing.assert_allclose(parts[0], -0.2)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_schedule_that_overflows_is_refused_before_the_run(compiled):
+    A, b = _least_squares(n=60)
+    calls = []
+
+    def fun(x, A, b):
+        calls.append(1)
+        return ls_fun(x, A, b)
+
+    schedule = schedules.exponential(0.1, 1e30, 1)       # inf from step 11 on
+    with pytest.raises(ValueError, match=r"the learning_rate schedule's value must be "
+                                         r"finite and >= 0, got inf at step 40"):
+        numadam.minimize(ls_fun_nb if compiled else fun, np.zeros(5), args=(A, b),
+                         jac=ls_jac_nb if compiled else ls_jac,
+                         options=dict(learning_rate=schedule, maxiter=40,
+                                      compiled=compiled))
+    assert calls == []
+    res = numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
+                           options=dict(learning_rate=schedule, maxiter=5, gtol=0))
+    assert res.nit == 5 and np.all(np.isfinite(res.x))
 
 
 # ------------------------------------------------------------- averaging --
@@ -436,6 +519,20 @@ def test_disp_shows_a_tqdm_bar_and_a_summary(capsys):
     captured = capsys.readouterr()
     assert "Current function value" in captured.out
     assert "adam" in captured.err and "300/300" in captured.err
+
+
+def test_the_progress_bar_leaves_the_first_steps_compilation_out_of_its_rate(capsys):
+    pytest.importorskip("tqdm")
+    from numadam._loop import Progress
+
+    bar = Progress(1000, "adam")
+    time.sleep(1.5)                  # as the first steps' compilation would
+    bar.update(5, 1.0)
+    for k in range(10, 1001, 5):
+        bar.update(k, 1.0)
+    bar.close()
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert "1000/1000 [00:00<00:00" in last, last
 
 
 def test_disp_without_tqdm_prints_progress_lines(capsys, monkeypatch):
