@@ -549,6 +549,12 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
                   setup.smoothing == 0.0 and setup.patience == 1,
                   setup.history is not None, engine.A is not None)
     iterate, G, SP, fns = loop(sw, engine, objective, control, setup, args)
+    RB = _buffer((setup.patience + 1,), "patience", setup.patience,
+                 "the smoothed tests' window")
+    by_epochs = control.epochs is not None
+    H = (_buffer((3, maxiter + 1), "epochs" if by_epochs else "maxiter",
+                 control.epochs if by_epochs else maxiter, "a history of every step")
+         if setup.history else np.zeros((3, 0)))
     kind = callback_kind(callback)
     progress = Progress(maxiter, engine.method) if control.disp else None
     if kind is not None:
@@ -559,8 +565,6 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
         every = 0
     TS = np.zeros(st.TS_SIZE)
     TS[st.TS_PROD] = 1.0
-    RB = np.zeros(setup.patience + 1)
-    H = np.zeros((3, maxiter + 1)) if setup.history else np.zeros((3, 0))
     A = engine.A if engine.A is not None else np.zeros(0, dtype)
     if batching is not None:
         bufs = batching.buffers
@@ -674,6 +678,18 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     jac = np.array(G[cur], copy=True) if sparse is None else sparse.dense((gi, gv))
     return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message,
                 H=H if setup.history else None, rows=rows, sparse=sparse)
+
+
+def _buffer(shape, option, value, what):
+    """A float64 buffer of ``shape`` for a run, or a MemoryError that names
+    the option that asked for it (before anything has moved)."""
+    try:
+        return np.zeros(shape)
+    except (MemoryError, ValueError):
+        gib = math.prod(shape) * 8 / 2 ** 30
+        raise MemoryError(f"option {option}={value!r} needs {what}: {gib:.3g} GiB of "
+                          "float64, more than can be allocated; give a smaller "
+                          f"{option}") from None
 
 
 def _aliased(G):

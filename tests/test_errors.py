@@ -357,3 +357,18 @@ def test_a_jac_out_function_may_return_its_out_argument():
                          options=kw)
     np.testing.assert_array_equal(a.x, b.x)
     assert a.nit == b.nit == 30
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(patience=10**12, gtol=1e-3),
+     r"option patience=1000000000000 needs the smoothed tests' window: 7\.45e\+03 GiB "
+     r"of float64, more than can be allocated; give a smaller patience"),
+    (dict(maxiter=10**13, history="step"),
+     r"option maxiter=10000000000000 needs a history of every step: 2\.24e\+05 GiB"),
+    (dict(maxiter=10**20, history="step"), r"option maxiter=100000000000000000000 needs"),
+])
+def test_buffers_too_large_to_allocate_name_the_option(options, match):
+    x0 = X0.copy()
+    with pytest.raises(MemoryError, match=match):
+        _run(x0=x0, options=options)
+    np.testing.assert_array_equal(x0, X0)
