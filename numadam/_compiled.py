@@ -99,6 +99,12 @@ def _wrote_out(r, out):  # pragma: no cover - replaced by its overload
     raise NotImplementedError
 
 
+@register_jitable
+def _is_out(r, out):
+    """Whether the array ``r`` is ``out`` itself (the same data and shape)."""
+    return r.shape == out.shape and r.ctypes.data == out.ctypes.data
+
+
 @overload(_wrote_out)
 def _wrote_out_impl(r, out):
     """Whether ``r``, what a ``jac_out`` function returned, says that it
@@ -106,14 +112,9 @@ def _wrote_out_impl(r, out):
     if isinstance(r, types.NoneType):
         return lambda r, out: True
     if isinstance(r, types.Array):
-        return lambda r, out: (r.shape == out.shape and
-                               r.ctypes.data == out.ctypes.data)
+        return _is_out
     if isinstance(r, types.Optional) and isinstance(r.type, types.Array):
-        def impl(r, out):
-            if r is None:
-                return True
-            return r.shape == out.shape and r.ctypes.data == out.ctypes.data
-        return impl
+        return lambda r, out: r is None or _is_out(r, out)
     raise TypingError(out_message("jac", str(r)))
 
 

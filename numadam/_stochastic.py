@@ -8,7 +8,6 @@ loop compiles it, and the two give the same numbers bitwise.
 
 from __future__ import annotations
 
-
 import numpy as np
 from numba.extending import register_jitable
 
