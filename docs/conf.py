@@ -22,10 +22,23 @@ extensions = [
     "numpydoc",
     "options_section",
     "method_table",
+    "sphinx_gallery.gen_gallery",
 ]
 
+# The gallery: the scripts in examples/, run at every build (their printed
+# output and figures embedded), each downloadable as a script and a notebook.
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r".*\.py$",
+    "download_all_examples": False,
+    "abort_on_example_error": True,
+    "write_computation_times": False,
+}
+
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "generated"]
+exclude_patterns = ["_build", "generated", "auto_examples/*.ipynb",
+                    "auto_examples/*.py", "auto_examples/*.zip"]
 html_theme = "pydata_sphinx_theme"
 html_title = "numadam"
 html_theme_options = {

@@ -11,7 +11,7 @@ True
 
 from ._minimize import make_method as _make_method
 from ._minimize import minimize
-from ._optimizer import Optimizer
+from ._optimizer import Optimizer, ParamGroup
 from ._registry import METHODS as _METHODS
 from ._show import show_options
 from ._sparse import SparseGradient
@@ -30,5 +30,5 @@ methods = _METHODS
 # numadam.sgd, numadam.adam, ...: each method as a scipy custom method.
 globals().update({_name: _make_method(_spec) for _name, _spec in _METHODS.items()})
 
-__all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "RNG",
+__all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "ParamGroup", "RNG",
            "SparseGradient", "methods", "schedules", *methods]

@@ -128,7 +128,9 @@ class DeviceEngine:
         self.clip_norm = values.get("clip_norm")
         self.grouped = False         # an Optimizer's arrays: it sets Sc itself
         self.rule_sums, _ = cpu.reduction_plan(rule)
-        self.Sc = cuda.to_device(np.ones(1, dtype))
+        #: -1.0 to ascend (maximize): the sign of the gradient's factor Sc
+        self.sign = -1.0 if values.get("maximize") else 1.0
+        self.Sc = cuda.to_device(np.full(1, self.sign, dtype))
         self.R = cuda.to_device(np.zeros(1))
         if self.rule_sums:
             self.reduced = cpu.reduced_scalars_kernel(rule.name, F, H, A)
@@ -174,7 +176,7 @@ class DeviceEngine:
     def set_factor(self, R, j, reset):
         """Launch the clipping factor of the sum of squares ``R[j]`` into
         ``Sc``."""
-        self.ck.scale_kernel()[1, 1](R, j, self.Sc, self.clip_norm, reset)
+        self.ck.scale_kernel()[1, 1](R, j, self.Sc, self.clip_norm, reset, self.sign)
 
     def first_pass(self, flat, c, cf):
         """The step's first pass over its gradient values ``flat``: the
@@ -197,6 +199,12 @@ class DeviceEngine:
         R = np.zeros(len(self.rule.reductions))
         R[self.rule.reductions.index("gsq")] = own * (s * s)
         return self.reduced(self.P, R, self.proto)
+
+    def set_maximize(self, maximize):
+        """Ascend (True) or descend from the next step on."""
+        self.sign = -1.0 if maximize else 1.0
+        if self.clip_norm is None or self.grouped:
+            self.Sc.copy_to_device(np.full(1, self.sign, self.dtype))
 
     def state(self, copy):
         S = device_copy(self.S) if copy else self.S

@@ -30,11 +30,12 @@ import numpy as np
 
 from ._arrays import host_array
 from ._kernels import cpu, preload
+from ._kernels import group as gk
 from ._kernels import sparse as sk
 from ._options import check_rate
 from ._state import OptimizerState, check_state
 
-__all__ = ["Plan", "plan", "Engine", "SparseSteps"]
+__all__ = ["Plan", "plan", "Engine", "GroupEngine", "SparseSteps"]
 
 
 class Plan(NamedTuple):
@@ -73,6 +74,7 @@ def plan(spec, values, n, dtype, state=None, bounded=False, backup=False):
     P[K + cpu.G_CLIP] = 0.0 if clip_norm is None else clip_norm
     P[K + cpu.G_TOTAL] = -1.0
     P[K + cpu.G_SCALE] = 1.0
+    P[K + cpu.G_SIGN] = -1.0 if values.get("maximize") else 1.0
     if state is not None:
         P[H:H + A] = state.aux
         init = state.S
@@ -144,6 +146,17 @@ class Engine:
             else:
                 self.A = np.zeros_like(x)
                 self.AS = np.array(AS, dtype=np.float64)
+
+    def set_maximize(self, maximize):
+        """Ascend (True) or descend from the next step on."""
+        self.G[cpu.G_SIGN] = -1.0 if maximize else 1.0
+
+    def set_flags(self, F):
+        """Step with the kernel of flags ``F`` from now on (a hyperparameter
+        changed mid-run; the state slots stay the same)."""
+        self.F = F
+        self.kernel = cpu.step_kernel(self.rule_name, F, self.parallel)
+        self._kernel_ready = False
 
     def dense_kernel(self):
         """The dense step kernel, made ready from Numba's on-disk cache on
@@ -234,3 +247,152 @@ class SparseSteps:
         out = np.empty_like(self.x)
         self.densify(g[0], g[1], out)
         return out
+
+
+class GroupEngine:
+    """A method's state and one compiled step over several host arrays of
+    one dtype (a parameter group; see :mod:`numadam._kernels.group`).
+
+    ``xs`` are the arrays, C-contiguous, of any shapes (their memory is
+    stepped in place; the gradients come in the same shapes), ``bounds`` a
+    ``(lo, hi)`` pair of 1-D arrays of their sizes or None for each,
+    ``states`` an
+    :class:`OptimizerState` or None for each (those given must agree on the
+    step count and running scalars: the group keeps one), ``labels`` the
+    arrays' names in messages. Each array's state is a block of one buffer,
+    a view of which :meth:`state` hands out.
+    """
+
+    def __init__(self, spec, xs, values, bounds=None, states=None, parallel=None,
+                 labels=None):
+        k = len(xs)
+        labels = labels or [f"x[{j}]" for j in range(k)]
+        dtype = xs[0].dtype
+        sizes = [x.size for x in xs]
+        n = sum(sizes)
+        bounds = [None] * k if bounds is None else list(bounds)
+        states = [None] * k if states is None else list(states)
+        bounded = any(b is not None for b in bounds)
+        p = plan(spec, values, n, dtype, None, bounded, False)
+        F = p.F
+        rows = p.off + len(p.names)
+        given = [(j, s) for j, s in enumerate(states) if s is not None]
+        for j, s in given:
+            try:
+                check_state(s, spec, F, sizes[j], dtype)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"the state of {labels[j]}: {exc}") from None
+        if given:
+            j0, s0 = given[0]
+            for j, s in given[1:]:
+                if not np.array_equal(s.aux, s0.aux):
+                    raise ValueError(f"the state of {labels[j]} is at step {s.step} "
+                                     f"with running scalars {list(s.aux)}, that of "
+                                     f"{labels[j0]} at step {s0.step} with "
+                                     f"{list(s0.aux)}: the arrays of a parameter group "
+                                     "share one step count")
+            missing = [j for j in range(k) if states[j] is None]
+            if missing and s0.aux[0] != 0:
+                raise ValueError(f"the state of {labels[missing[0]]} is missing, that of "
+                                 f"{labels[j0]} is at step {s0.step}: the arrays of a "
+                                 "parameter group share one step count")
+            p.aux[:] = s0.aux
+        self.buffer = np.zeros(rows * n, dtype)
+        blocks = []
+        start = 0
+        for j, m in enumerate(sizes):
+            W = self.buffer[rows * start:rows * (start + m)].reshape(rows, m)
+            S = W[p.off:]
+            if states[j] is not None:
+                S[...] = host_array(states[j].S)
+            elif isinstance(p.init, tuple):
+                for r, v in enumerate(p.init):
+                    if v != 0.0:
+                        S[r].fill(v)
+            if bounded:
+                lo, hi = bounds[j] if bounds[j] is not None else (-np.inf, np.inf)
+                W[0] = lo
+                W[1] = hi
+            blocks.append(W)
+            start += m
+        T = np.zeros((gk.ROWS, k), np.int64)
+        for j, (x, W) in enumerate(zip(xs, blocks)):
+            T[gk.ROW_X, j] = x.ctypes.data
+            T[gk.ROW_W, j] = W.ctypes.data
+            T[gk.ROW_N, j] = sizes[j]
+            T[gk.ROW_R, j] = rows
+        self.spec = spec
+        self.method = spec.name
+        self.options = values
+        self.xs = list(xs)              # kept alive: T holds their addresses
+        self.blocks = blocks
+        self.T = T
+        self.G_ADDR = T[gk.ROW_G]
+        self.C, self.B = gk.chunks(sizes)
+        self.P = p.P
+        self.aux = p.aux
+        self.F = F
+        self.names = p.names
+        self.off = p.off
+        self.rule = p.rule
+        self.rule_name = p.rule.name
+        self.sizes = sizes
+        self.dtype = dtype
+        self.learning_rate = values["learning_rate"]
+        self.schedule = values.get("learning_rate_schedule")
+        K, NG = cpu.gradient_block(p.rule.name)
+        self.G = p.P[K:K + NG]
+        self.parallel = cpu.use_parallel(n, parallel, p.rule.name, dtype)
+        self.kernel = gk.group_step_kernel(p.rule.name, F, self.parallel, dtype.name)
+        self.sum_squares = gk.group_sum_squares(dtype.name, self.parallel)
+        ndims = [x.ndim for x in xs]
+        self.shapes = np.zeros((k, max(ndims, default=0) + 1), np.int64)
+        for j, x in enumerate(xs):
+            self.shapes[j, :x.ndim] = x.shape
+        self._addresses = gk.addresses_kernel(dtype.name, tuple(ndims))
+
+    def rate(self, lr=None):
+        """The learning rate of the next step (:func:`next_rate`)."""
+        return next_rate(lr, self.schedule, self.aux, self.learning_rate)
+
+    def set_maximize(self, maximize):
+        """Ascend (True) or descend from the next step on."""
+        self.G[cpu.G_SIGN] = -1.0 if maximize else 1.0
+
+    def set_flags(self, F):
+        """:meth:`Engine.set_flags` for the group's kernel."""
+        self.F = F
+        self.kernel = gk.group_step_kernel(self.rule_name, F, self.parallel,
+                                           self.dtype.name)
+
+    def point(self, grads):
+        """Put the addresses of the tuple ``grads`` in the table, when they
+        are C-contiguous, writable arrays of the arrays' dtype and shapes
+        (True); False otherwise, for the caller's checks and
+        :meth:`point_copies`."""
+        try:
+            return self._addresses(grads, self.G_ADDR, self.shapes)
+        except TypeError:                 # other dtypes, layouts, dimensions
+            return False
+
+    def point_copies(self, grads):
+        """:meth:`point` for gradients of the arrays' dtype and shapes in
+        any layout: C-contiguous copies where needed, whose addresses go in
+        the table. Returns the arrays pointed to, to be kept alive until the
+        step has run."""
+        grads = tuple(np.ascontiguousarray(g) for g in grads)
+        for j, g in enumerate(grads):
+            self.G_ADDR[j] = g.__array_interface__["data"][0]
+        return grads
+
+    def step(self, lr):
+        """One update with the gradients :meth:`point` placed."""
+        self.kernel(self.T, self.C, self.B, self.P, lr)
+
+    def state(self, j, copy):
+        """The :class:`OptimizerState` of array ``j``."""
+        S = self.blocks[j][self.off:]
+        aux = self.aux
+        if copy:
+            S, aux = S.copy(), aux.copy()
+        return OptimizerState(self.method, self.rule_name, self.F, self.names, S, aux)

@@ -254,6 +254,12 @@ UPDATE_OPTIONS = (
            "termination tests, res.jac and the history see the gradient as jac "
            "returns it. None (the default) does not clip.", lower=0.0,
            lower_open=True, optional=True, symbol="c"),
+    Option("maximize", False, "Ascend the objective instead of descending it, as "
+           "torch.optim's ``maximize=True`` does: every step uses the negated "
+           "gradient (after clipping, before weight decay and the rest of the "
+           "update). ``res.fun`` and ``res.jac`` are the objective's own value and "
+           "gradient; the termination tests are unchanged (``gtol``, ``ftol`` and "
+           "``xtol`` look at sizes of changes, not at their sign).", kind="flag"),
 )
 
 #: Options every numadam method accepts in :func:`numadam.minimize`, besides
@@ -404,33 +410,17 @@ ALIASES = {
     "rho": "alpha",
 }
 
-#: torch.optim's options that numadam does not have yet: the value that
-#: means what numadam does (taken and dropped), and what to do instead.
-MISSING = {
-    "maximize": (False, "numadam does not ascend yet: minimise the negated "
-                        "objective (or step with the negated gradient)"),
-}
-
 
 def translate_aliases(options, valid, owner):
     """``options`` with torch.optim's spellings (:data:`TORCH_ALIASES`)
     replaced by the names they stand for, where all of those are in
     ``valid``: ``lr`` for ``learning_rate``, ``betas=(b1, b2)`` for
     ``beta1`` and ``beta2``. A new dict when anything is replaced (the
-    caller's is left as it was). An option of :data:`MISSING` is dropped
-    when its value means what numadam does (``maximize=False``). Raises
-    TypeError for an option given in both spellings, ValueError for
-    ``betas`` that is not a pair and for a :data:`MISSING` option that asks
-    for what numadam does not do (``maximize=True``)."""
-    if not any(alias in options for alias in (*TORCH_ALIASES, *MISSING)):
+    caller's is left as it was). Raises TypeError for an option given in
+    both spellings, ValueError for ``betas`` that is not a pair."""
+    if not any(alias in options for alias in TORCH_ALIASES):
         return options
     out = dict(options)
-    for name, (default, instead) in MISSING.items():
-        if name in out and name not in valid:
-            value = out.pop(name)
-            if not (isinstance(value, (bool, np.bool_)) and value == default):
-                raise ValueError(f"{owner}: option {name!r} can only be {default!r} "
-                                 f"here, got {value!r}; {instead}")
     for alias, names in TORCH_ALIASES.items():
         if alias not in out or not all(n in valid for n in names):
             continue
@@ -454,12 +444,15 @@ def translate_aliases(options, valid, owner):
     return out
 
 
-def unknown_option_message(unknown, valid, lead="Unknown solver options"):
+def unknown_option_message(unknown, valid, lead="Unknown solver options", known=()):
     """scipy's "Unknown solver options" text (or ``lead``), with hints for
-    near misses."""
+    near misses (none for the names in ``known``, which the caller
+    explains)."""
     msg = f"{lead}: " + ", ".join(map(str, unknown))
     hints = []
     for name in unknown:
+        if name in known:
+            continue
         if name in ALIASES:
             hints.append(f"{name!r} is spelled {ALIASES[name]!r} here")
             continue

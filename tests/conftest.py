@@ -58,3 +58,20 @@ def replay_sparse(picks, values, n, mode, method, steps, **options):
     return numadam.minimize(lambda x: 0.0, np.zeros(n), jac=jac, method=method,
                             options=dict({"sparse": mode, "maxiter": steps, "gtol": 0,
                                           "learning_rate": 0.05}, **options))
+
+
+def torch_run(torch, name, x0, grads, **options):
+    """``torch.optim.<name>`` (``foreach=False``) stepped from ``x0`` over
+    ``grads`` in float64 as torch's default dtype (in which it keeps scalar
+    state such as nadam's mu_product); the final parameters."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = torch.tensor(np.array(x0, dtype=np.float64), requires_grad=True)
+        opt = getattr(torch.optim, name)([p], foreach=False, **options)
+        for g in grads:
+            p.grad = torch.from_numpy(np.array(g, dtype=np.float64))
+            opt.step()
+    finally:
+        torch.set_default_dtype(old)
+    return p.detach().numpy()

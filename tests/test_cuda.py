@@ -373,8 +373,8 @@ def test_device_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"the gradient must be a float64 device array "
                                          r"of shape \(4,\), got float32"):
         opt.step(cuda.to_device(np.zeros(4, np.float32)))
-    with pytest.raises(TypeError, match="the gradient must be a device array, like x, "
-                                        "got ndarray"):
+    with pytest.raises(TypeError, match="the gradient must be a device array, like the "
+                                        "parameters, got ndarray"):
         opt.step(np.zeros(4))
     assert opt.state.step == 0
 

@@ -202,3 +202,25 @@ def embedding_gradients(rows=100_000, cols=100, touched=1_000, count=20, seed=0)
         r = np.sort(rng.choice(rows, touched, replace=False)).astype(np.int64)
         out.append((r, rng.standard_normal((touched, cols))))
     return out
+
+
+def mlp_shapes(width):
+    """The ten arrays of an MLP on 64 inputs with three hidden layers of
+    ``width`` units and ten outputs (four weight matrices, four biases) and
+    a three-unit side head (a matrix and a bias)."""
+    sizes = [64, width, width, width, 10]
+    shapes = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        shapes += [(fan_in, fan_out), (fan_out,)]
+    return shapes + [(width, 3), (3,)]
+
+
+def mlp_arrays(width, dtype="float64", seed=0):
+    """Parameters and gradients of :func:`mlp_shapes`, and one flat array
+    and gradient of the same total size."""
+    rng = np.random.default_rng(seed)
+    shapes = mlp_shapes(width)
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [(rng.standard_normal(s) * 1e-3).astype(dtype) for s in shapes]
+    n = sum(p.size for p in params)
+    return params, grads, arrays(n, dtype, seed)

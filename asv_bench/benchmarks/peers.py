@@ -132,3 +132,28 @@ class OptaxMinibatchEpoch:
 
     def time_epoch(self):
         self.run(self.w0)
+
+
+class TorchAdamManyArrays:
+    """torch.optim.Adam(fused=True).step over the ten arrays of an MLP (the
+    reference of many.ManyArrays): torch's multi-tensor kernel."""
+
+    params = ([128, 512],)
+    param_names = ["width"]
+
+    def setup(self, width):
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch is not installed")
+        from .common import mlp_arrays
+
+        params, grads, _ = mlp_arrays(width)
+        self.ps = [torch.tensor(p, requires_grad=True) for p in params]
+        for p, g in zip(self.ps, grads):
+            p.grad = torch.from_numpy(g)
+        self.opt = torch.optim.Adam(self.ps, lr=1e-9, fused=True)
+        self.opt.step()
+
+    def time_step(self, width):
+        self.opt.step()

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import get_num_threads, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload, register_jitable
 
@@ -90,11 +90,14 @@ G_CLIP = 0
 #: several arrays (:class:`numadam.Optimizer`); negative: the kernel sums
 #: its own gradient.
 G_TOTAL = 1
-#: The factor the kernel applied to the last step's gradient (1.0: none).
+#: The clipping factor of the last step's gradient (1.0: none).
 G_SCALE = 2
+#: -1.0 to ascend (``maximize``), 1.0 to descend: the sign of every step's
+#: factor of the gradient.
+G_SIGN = 3
 #: The rule's reductions (:attr:`numadam._rules.Rule.reductions`) of the last
 #: step, from here on.
-G_R = 3
+G_R = 4
 
 
 def gradient_block(rule_name):
@@ -270,7 +273,19 @@ def sum_squares_kernel(parallel):
     """``sumsq(g) -> float``: the sum of squares of a 1-D gradient as the
     dense kernels' first pass forms it (serial or parallel); the sparse
     kernels' is :func:`sum_squares` of the values."""
-    return sum_squares_parallel if parallel else sum_squares
+    if parallel:
+        start_threads()
+        return sum_squares_parallel
+    return sum_squares
+
+
+def start_threads():
+    """Start Numba's threading layer, before a cached function that calls a
+    parallel one without being parallel itself is loaded: Numba starts the
+    layer when it loads a parallel function from the disk cache, not when
+    it loads a caller of one, whose machine code then cannot be linked
+    ("Symbol not found: allocate_sched")."""
+    get_num_threads()
 
 
 @register_jitable
@@ -304,16 +319,19 @@ def clip_factor(clip_norm, total):
 
 @register_jitable
 def gradient_factor(P, K, own):
-    """The step's factor of the gradient: 1.0 without clipping, else
-    :func:`clip_factor` of the sum over all arrays (``P[K + G_TOTAL]``, or
-    this gradient's ``own``), recorded in ``P[K + G_SCALE]``."""
+    """The step's factor of the gradient: its sign ``P[K + G_SIGN]`` (-1.0
+    with ``maximize``: the negation is exact, as torch's ``-grad``) times
+    1.0 without clipping, else :func:`clip_factor` of the sum over all
+    arrays (``P[K + G_TOTAL]``, or this gradient's ``own``), recorded in
+    ``P[K + G_SCALE]``."""
     clip_norm = P[K + G_CLIP]
+    sign = P[K + G_SIGN]
     if clip_norm > 0.0:
         total = P[K + G_TOTAL]
         s = clip_factor(clip_norm, own if total < 0.0 else total)
         P[K + G_SCALE] = s
-        return s
-    return 1.0
+        return sign * s
+    return sign
 
 
 @register_jitable

@@ -310,18 +310,19 @@ def sum_squares_kernel():
 
 @functools.cache
 def scale_kernel():
-    """``scale[1, 1](R, j, Sc, clip_norm, reset)``: the gradient's factor from
-    the sum of squares ``R[j]``, as ``torch.nn.utils.clip_grad_norm_`` forms
-    it (``clip_norm / (norm + 1e-6)``, at most 1; NaN stays NaN), into
+    """``scale[1, 1](R, j, Sc, clip_norm, reset, sign)``: the gradient's
+    factor from the sum of squares ``R[j]``, as
+    ``torch.nn.utils.clip_grad_norm_`` forms it (``clip_norm / (norm +
+    1e-6)``, at most 1; NaN stays NaN), times ``sign`` (-1.0 to ascend), into
     ``Sc[0]`` in Sc's dtype; with ``reset``, ``R[j] = 0`` for the next step."""
 
     @cuda.jit
-    def scale(R, j, Sc, clip_norm, reset):
+    def scale(R, j, Sc, clip_norm, reset, sign):
         if cuda.grid(1) == 0:
             coef = clip_norm / (math.sqrt(R[j]) + 1e-6)
             if coef >= 1.0:
                 coef = 1.0
-            Sc[0] = coef
+            Sc[0] = sign * coef
             if reset:
                 R[j] = 0.0
 

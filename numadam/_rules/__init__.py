@@ -188,6 +188,10 @@ class Rule(NamedTuple):
     #: multiply-add per element (sgd), and float32 (twice the elements per
     #: vector), later.
     parallel_threshold: tuple = (1 << 12, 1 << 14)
+    #: ``(slot, name)`` pairs: torch.optim's name of each slot in its state
+    #: dicts (``exp_avg``, ``momentum_buffer``, ...), for
+    #: :meth:`numadam.Optimizer.state_dict`; a slot not named keeps its own.
+    state_names: tuple = ()
 
 
 def zeros(options, F):

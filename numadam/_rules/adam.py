@@ -216,6 +216,7 @@ def adam_slots(F):
 
 ADAM = Rule(
     name="adam",
+    state_names=(("m", "exp_avg"), ("v", "exp_avg_sq"), ("vmax", "max_exp_avg_sq")),
     hyper=("beta1", "beta2", "eps", "weight_decay"),
     flags=adam_flags,
     flag_names=("amsgrad", "decoupled_weight_decay", "weight_decay != 0"),
@@ -257,6 +258,7 @@ def adamax_update(i, X, g, S, c, F):
 
 ADAMAX = Rule(
     name="adamax",
+    state_names=(("m", "exp_avg"), ("u", "exp_inf")),
     hyper=("beta1", "beta2", "eps", "weight_decay"),
     flags=weight_decay_flag,
     flag_names=("weight_decay != 0",),
@@ -300,6 +302,7 @@ def nadam_update(i, X, g, S, c, F):
 
 NADAM = Rule(
     name="nadam",
+    state_names=(("m", "exp_avg"), ("v", "exp_avg_sq")),
     hyper=("beta1", "beta2", "eps", "weight_decay", "momentum_decay"),
     flags=_decay_flags,
     flag_names=("decoupled_weight_decay", "weight_decay != 0"),
@@ -346,6 +349,7 @@ def radam_update(i, X, g, S, c, F):
 
 RADAM = Rule(
     name="radam",
+    state_names=(("m", "exp_avg"), ("v", "exp_avg_sq")),
     hyper=("beta1", "beta2", "eps", "weight_decay"),
     flags=_decay_flags,
     flag_names=("decoupled_weight_decay", "weight_decay != 0"),

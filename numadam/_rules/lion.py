@@ -70,6 +70,7 @@ def catchup(i, X, S, f, F):
 
 LION = Rule(
     name="lion",
+    state_names=(("m", "exp_avg"),),
     hyper=("beta1", "beta2", "weight_decay"),
     flags=weight_decay_flag,
     flag_names=("weight_decay != 0",),

@@ -75,6 +75,7 @@ def slots(F):
 
 SGD = Rule(
     name="sgd",
+    state_names=(("b", "momentum_buffer"),),
     hyper=("momentum", "dampening", "weight_decay"),
     flags=flags,
     flag_names=("momentum_buffer", "nesterov", "weight_decay != 0"),
