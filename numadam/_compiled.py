@@ -73,6 +73,8 @@ def eligible(objective, setup):
     """Whether the objective and the run can use the compiled loop."""
     if setup.schedule is not None and not isinstance(setup.schedule, Schedule):
         return False          # a Python callable learning rate
+    if setup.batching is not None and not setup.batching.arrays:
+        return False          # minibatches of scipy.sparse matrices
     if objective.mode == "callable":
         return is_numba_function(objective.fun) and is_numba_function(objective.jac)
     if objective.mode == "combined":

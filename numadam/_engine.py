@@ -65,7 +65,7 @@ def plan(spec, values, n, dtype, state=None, bounded=False, backup=False):
     F = rule.flags(values)
     names = tuple(rule.slots(F))
     if state is not None:
-        check_state(state, spec, F, n, np.dtype(dtype))
+        check_state(state, spec, F, n, np.dtype(dtype), values)
     off, H, A = cpu.layout(rule.name, bounded, backup)
     K, NG = cpu.gradient_block(rule.name)
     P = np.zeros(K + NG, np.float64)
@@ -279,7 +279,7 @@ class GroupEngine:
         given = [(j, s) for j, s in enumerate(states) if s is not None]
         for j, s in given:
             try:
-                check_state(s, spec, F, sizes[j], dtype)
+                check_state(s, spec, F, sizes[j], dtype, values)
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"the state of {labels[j]}: {exc}") from None
         if given:

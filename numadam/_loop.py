@@ -42,7 +42,7 @@ from . import _stochastic as st
 from ._engine import SparseSteps
 from ._kernels import cpu, preload
 from ._kernels import sparse as sk
-from ._objective import out_message
+from ._objective import out_message, untouched_message
 from ._options import check_rate
 from ._rules import get_rule
 from .schedules import Schedule, rate_function
@@ -437,24 +437,28 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
 
 # -------------------------------------------------------- Python hooks --
 
-def batch_source(nargs, positions):
+def batch_source(nargs, positions, arrays=None):
     """The source of ``batch(args, bufs, perm, pos, m)`` for ``nargs``
     arguments of which those at ``positions`` are sliced, with the gather
     kernels named ``gather0, gather1, ...``: a tuple of mixed types is built
-    element by element, which Numba compiles and Python runs alike."""
+    element by element, which Numba compiles and Python runs alike. Where
+    ``arrays`` (one bool per position) is False, the argument is no NumPy
+    array and its gather leaves the batch in ``bufs[j][0]`` (Python only)."""
+    arrays = arrays or [True] * len(positions)
     lines = ["def batch(args, bufs, perm, pos, m):"]
     for j, p in enumerate(positions):
         lines.append(f"    gather{j}(args[{p}], bufs[{j}], perm, pos, m)")
-    items = [f"bufs[{positions.index(i)}][:m]" if i in positions else f"args[{i}]"
+    items = [(f"bufs[{positions.index(i)}][:m]" if arrays[positions.index(i)]
+              else f"bufs[{positions.index(i)}][0]") if i in positions else f"args[{i}]"
              for i in range(nargs)]
     lines.append(f"    return ({', '.join(items)},)")
     return "\n".join(lines)
 
 
-def batch_function(nargs, positions, gathers):
+def batch_function(nargs, positions, gathers, arrays=None):
     """``batch`` of :func:`batch_source`, as a Python function."""
     namespace = {f"gather{j}": g for j, g in enumerate(gathers)}
-    exec(compile(batch_source(nargs, positions), "<numadam minibatch>", "exec"),
+    exec(compile(batch_source(nargs, positions, arrays), "<numadam minibatch>", "exec"),
          namespace)
     return namespace["batch"]
 
@@ -502,7 +506,7 @@ def python_loop(sw, engine, objective, control, setup, args):
     batch = None
     if setup.batching is not None:
         b = setup.batching
-        batch = batch_function(len(args), b.positions, b.gathers)
+        batch = batch_function(len(args), b.positions, b.gathers, b.is_array)
     iterate = make_iterate(sw, python_evaluate(objective, control.jac_out), batch,
                            python_rate(setup.schedule, engine.learning_rate),
                            constant_kernels(rule_kernels(sw)))
@@ -579,7 +583,13 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     xv = x.view()
     xv.flags.writeable = False
     first_args = batching.next_batch() if batching is not None else None
+    if jac_out:
+        # NaN where the gradient goes: a function that writes nothing there
+        # is caught here, not taken for a zero gradient (a "converged" x0)
+        G[0].fill(np.nan)
     f, g = evaluate(xv, G[0] if jac_out else None, first_args)
+    if jac_out and G[0].size and np.isnan(G[0]).all():
+        raise TypeError(untouched_message(objective.mode == "combined"))
     empty_idx = np.zeros(0, np.int64)
     empty_val = np.zeros((0, 1), dtype)
     gi = empty_idx

@@ -276,6 +276,17 @@ def out_message(who, got):
             f"argument and return None (or that argument); it returned {got}")
 
 
+def untouched_message(combined):
+    """The error of a ``jac_out`` function whose first call left its last
+    argument all NaN, as numadam filled it before the call: untouched, or
+    added to rather than written."""
+    who = "with jac=True and option 'jac_out', fun" if combined else \
+        "with option 'jac_out', jac"
+    return (f"{who} must write the gradient into its last argument; after the first "
+            "call every entry is still NaN, as it was filled before the call: the "
+            "function left it untouched, or added to it instead of writing it")
+
+
 def _describe(obj):
     if isinstance(obj, np.ndarray):
         return f"an array of shape {obj.shape} and dtype {obj.dtype}"

@@ -302,8 +302,9 @@ COMMON_OPTIONS = (
            "arguments each step (shuffled epochs without replacement).", kind="int",
            lower=1, optional=True),
     Option("batch_args", None, "Positions in ``args`` of the arrays to slice into "
-           "minibatches; by default every array with ndim >= 1.", kind="positions",
-           optional=True),
+           "minibatches; by default every NumPy array with ndim >= 1 and every 2-D "
+           "scipy.sparse matrix. Any argument with a ``shape`` and rows to index "
+           "(``a[rows]``) may be named.", kind="positions", optional=True),
     Option("epochs", None, "With batch_size: the number of passes over the data, "
            "instead of maxiter.", kind="int", lower=1, optional=True),
     Option("seed", None, "Seed of the run's random streams: the minibatch "

@@ -170,6 +170,10 @@ _BETA2 = Option("beta2", 0.999, "Decay rate of the running mean of squared "
                 symbol=r"\beta_2")
 _AMSGRAD = Option("amsgrad", False, "Use the running maximum of v "
                   "(AMSGrad) in the denominator.", kind="flag")
+_BIAS = Option("bias_correction", True, "Divide m by ``1 - beta1**t`` and v by "
+               "``1 - beta2**t`` (the Adam paper's bias correction). False uses "
+               "them as they are, the paper's ablation (Section 6.4, Fig. 4): every "
+               "factor ``1 - beta**t`` of the update is 1.", kind="flag")
 _DECOUPLED = Option("decoupled_weight_decay", False, "Apply weight decay "
                     "to x directly, as AdamW does, instead of adding it to the "
                     "gradient.", kind="flag")
@@ -185,7 +189,9 @@ _ADAM_MOMENTS = r"""
 _ADAM_SYMBOLS = (r":math:`\gamma` is ``learning_rate``, :math:`\beta_1, "
                  r"\beta_2` are ``beta1, beta2``, :math:`\epsilon` is ``eps``, "
                  r":math:`\lambda` is ``weight_decay`` and :math:`g_t` the "
-                 r"gradient at :math:`x_{t-1}`; :math:`m_0 = v_0 = 0`.")
+                 r"gradient at :math:`x_{t-1}`; :math:`m_0 = v_0 = 0`. With "
+                 r"``bias_correction=False`` every factor :math:`1 - \beta^t` (and "
+                 r"nadam's :math:`1 - P_t`) is 1.")
 
 _KINGMA = ("D. P. Kingma and J. Ba, \"Adam: A Method for Stochastic "
            "Optimization\", ICLR 2015, arXiv:1412.6980.")
@@ -204,7 +210,8 @@ def _check_sgd(values, owner):
 
 # ---------------------------------------------------------------- methods --
 
-_ADAM_OPTIONS = (_lr(1e-3), _BETA1, _BETA2, _eps(1e-8), _wd(), _AMSGRAD, _DECOUPLED)
+_ADAM_OPTIONS = (_lr(1e-3), _BETA1, _BETA2, _eps(1e-8), _wd(), _AMSGRAD, _DECOUPLED,
+                 _BIAS)
 
 _ADAM_MATH = r"""
 .. math::
@@ -396,7 +403,8 @@ _SPECS = (
         example=dict(learning_rate=0.01, maxiter=2000),
         demo=dict(learning_rate=1e-2),
         variants=({}, dict(amsgrad=True), dict(weight_decay=0.01),
-                  dict(weight_decay=0.01, decoupled_weight_decay=True)),
+                  dict(weight_decay=0.01, decoupled_weight_decay=True),
+                  dict(bias_correction=False)),
     ),
     MethodSpec(
         name="amsgrad",
@@ -419,7 +427,7 @@ _SPECS = (
         rule="adam",
         summary="AdamW: Adam with decoupled weight decay.",
         options=(_lr(1e-3), _BETA1, _BETA2, _eps(1e-8), _wd(1e-2, coupled=False),
-                 _AMSGRAD),
+                 _AMSGRAD, _BIAS),
         fixed={"decoupled_weight_decay": True},
         math=_ADAM_MATH.replace(_WD_MATH, r"""
    x_{t-1} &\leftarrow x_{t-1}(1 - \gamma\lambda) \\"""),
@@ -429,13 +437,13 @@ _SPECS = (
         sparse_modes=("lazy", "catchup"),
         example=dict(learning_rate=0.01, weight_decay=0.0, maxiter=2000),
         demo=dict(learning_rate=1e-2, weight_decay=0.0),
-        variants=({}, dict(amsgrad=True)),
+        variants=({}, dict(amsgrad=True), dict(amsgrad=True, bias_correction=False)),
     ),
     MethodSpec(
         name="adamax",
         rule="adamax",
         summary="Adamax: Adam with the infinity norm in place of the second moment.",
-        options=(_lr(2e-3), _BETA1, _BETA2, _eps(1e-8), _wd()),
+        options=(_lr(2e-3), _BETA1, _BETA2, _eps(1e-8), _wd(), _BIAS),
         math=r"""
 .. math::
 
@@ -450,7 +458,7 @@ _SPECS = (
         references=(_KINGMA,),
         example=dict(learning_rate=0.01, maxiter=2000),
         demo=dict(learning_rate=1e-2),
-        variants=({}, dict(weight_decay=0.01)),
+        variants=({}, dict(weight_decay=0.01), dict(bias_correction=False)),
     ),
     MethodSpec(
         name="nadam",
@@ -459,7 +467,7 @@ _SPECS = (
         options=(_lr(2e-3), _BETA1, _BETA2, _eps(1e-8), _wd(),
                  Option("momentum_decay", 4e-3, "Decay of the momentum "
                         "schedule.", lower=0.0, symbol=r"\psi"),
-                 _DECOUPLED),
+                 _DECOUPLED, _BIAS),
         math=r"""
 .. math::
 
@@ -482,13 +490,13 @@ _SPECS = (
         example=dict(learning_rate=0.01, maxiter=2000),
         demo=dict(learning_rate=1e-3),
         variants=({}, dict(weight_decay=0.01, decoupled_weight_decay=True),
-                  dict(weight_decay=0.01, momentum_decay=0.01)),
+                  dict(weight_decay=0.01, momentum_decay=0.01), dict(bias_correction=False)),
     ),
     MethodSpec(
         name="radam",
         rule="radam",
         summary="RAdam: Adam with a rectified adaptive learning rate.",
-        options=(_lr(1e-3), _BETA1, _BETA2, _eps(1e-8), _wd(), _DECOUPLED),
+        options=(_lr(1e-3), _BETA1, _BETA2, _eps(1e-8), _wd(), _DECOUPLED, _BIAS),
         math=r"""
 .. math::
 
@@ -512,7 +520,7 @@ _SPECS = (
         example=dict(learning_rate=3e-3, maxiter=2000),
         demo=dict(learning_rate=3e-3),
         variants=({}, dict(weight_decay=0.01, decoupled_weight_decay=True),
-                  dict(beta2=0.9)),
+                  dict(beta2=0.9), dict(bias_correction=False)),
     ),
     MethodSpec(
         name="lion",

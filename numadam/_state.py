@@ -138,8 +138,9 @@ class OptimizerState:
     __hash__ = None
 
 
-def check_state(state, spec, F, n, dtype):
-    """Raise unless ``state`` can continue a run of ``spec`` with flags ``F``.
+def check_state(state, spec, F, n, dtype, values=None):
+    """Raise unless ``state`` can continue a run of ``spec`` with flags ``F``
+    (and, when given, options ``values``: :func:`check_state_values`).
 
     The state must come from the same rule and hold the slots this run needs
     (switches that change no slot, such as nesterov, may differ)."""
@@ -169,3 +170,45 @@ def check_state(state, spec, F, n, dtype):
                          f"but x0 has {n}")
     if state.dtype != dtype:
         raise ValueError(f"options['state'] is {state.dtype}, but x0 is {dtype}")
+    if values is not None:
+        check_state_values(state, spec, values)
+
+
+def check_state_values(state, spec, values):
+    """Raise unless the numbers of ``state`` can be those of a run of
+    ``spec`` with options ``values``: a whole step count >= 0, finite
+    slots, the slots of squares >= 0 (:attr:`numadam._rules.Rule.nonnegative`)
+    and running powers of the betas equal to ``beta**t``."""
+    rule = spec.rule_impl()
+    aux = state.aux
+    names = [name for name, _ in rule.aux]
+    t = aux[0]
+    if not (np.isfinite(aux).all() and t >= 0 and t == int(t)):
+        bad = [f"{n}={float(v)!r}" for n, v in zip(names, aux) if not np.isfinite(v)]
+        raise ValueError(f"options['state'] must have a whole step count >= 0 and finite "
+                         f"running scalars, got step {float(t)!r}"
+                         + (f" and {', '.join(bad)}" if bad else ""))
+    S = host_array(state.S)
+    for k, slot in enumerate(state.names):
+        row = S[k]
+        finite = np.isfinite(row)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise ValueError(f"options['state'] slot {slot!r} is not finite: "
+                             f"{float(row[i])!r} at coordinate {i}")
+        if slot in rule.nonnegative and (row < 0).any():
+            i = int(np.argmax(row < 0))
+            raise ValueError(f"options['state'] slot {slot!r} must be >= 0 (a running "
+                             f"average of squares), got {float(row[i])!r} at coordinate "
+                             f"{i}")
+    for j, name in enumerate(names):
+        beta = name[:-len("_power")]
+        if not name.endswith("_power") or beta not in values:
+            continue
+        got = aux[j] + (aux[j + 1] if names[j + 1:j + 2] == [name + "_error"] else 0.0)
+        want = values[beta] ** t
+        if abs(got - want) > 1e-9 * want + 1e-300:
+            raise ValueError(f"options['state'] holds {beta}**t = {float(aux[j])!r} at "
+                             f"step {t:g}, but this run's {beta} = {values[beta]!r} gives "
+                             f"{float(want)!r}: continue with the {beta} the state was "
+                             "made with")

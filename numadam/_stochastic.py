@@ -69,19 +69,30 @@ class Batching:
     """
 
     def __init__(self, args, positions, batch_size, rng):
-        self.args = args
         self.positions = tuple(positions)
+        args = tuple(_rows_form(a) if p in self.positions else a
+                     for p, a in enumerate(args))
+        self.args = args
         self.n = args[self.positions[0]].shape[0]
         self.batch_size = batch_size
         self.rng = rng
         self.batches_per_epoch = -(-self.n // batch_size)
+        #: NumPy arrays are gathered into buffers by compiled kernels; other
+        #: row-indexable arguments (scipy.sparse matrices) are indexed by
+        #: the batch's rows, the batch left in the first entry of an object
+        #: array (of the batch size, as the loops read it from any buffer)
+        self.is_array = tuple(isinstance(args[p], np.ndarray) for p in self.positions)
+        self.arrays = all(self.is_array)
         self.buffers = tuple(np.empty((batch_size,) + args[p].shape[1:], args[p].dtype)
-                             for p in self.positions)
+                             if a else np.empty(batch_size, object)
+                             for p, a in zip(self.positions, self.is_array))
         from ._kernels import cpu
 
-        self.parallel = sum(b.nbytes for b in self.buffers) >= cpu.GATHER_PARALLEL_BYTES
+        self.parallel = sum(b.nbytes for b, a in zip(self.buffers, self.is_array)
+                            if a) >= cpu.GATHER_PARALLEL_BYTES
         self.gathers = tuple(cpu.gather_kernel(args[p].ndim, self.parallel)
-                             for p in self.positions)
+                             if a else take_rows
+                             for p, a in zip(self.positions, self.is_array))
         self.perm = np.empty(0, np.int64)
         self.pos = 0
 
@@ -97,29 +108,68 @@ class Batching:
         m = min(self.batch_size, self.perm.shape[0] - pos)
         self.pos = pos + m
         call = list(self.args)
-        for p, buf, gather in zip(self.positions, self.buffers, self.gathers):
+        for p, buf, gather, a in zip(self.positions, self.buffers, self.gathers,
+                                     self.is_array):
             gather(self.args[p], buf, self.perm, pos, m)
-            call[p] = buf[:m]
+            call[p] = buf[:m] if a else buf[0]
         return tuple(call)
+
+
+def take_rows(a, holder, perm, pos, m):
+    """The minibatch of a row-indexable argument that is not a NumPy array:
+    ``a[perm[pos:pos + m]]`` into ``holder[0]`` (the gather of
+    :func:`numadam._kernels.cpu.gather_kernel` for such arguments; Python
+    loop only)."""
+    holder[0] = a[perm[pos:pos + m]]
+
+
+def _is_rows(a):
+    """Whether ``a`` can be sliced into minibatches: a NumPy array with
+    ndim >= 1, a 2-D scipy.sparse matrix or array, or an object with a
+    ``shape`` and ``__getitem__`` taking an array of row numbers."""
+    if isinstance(a, np.ndarray):
+        return a.ndim >= 1
+    shape = getattr(a, "shape", None)
+    return (isinstance(shape, tuple) and len(shape) >= 1 and hasattr(a, "__getitem__")
+            and not isinstance(a, (str, bytes)))
+
+
+def _rows_form(a):
+    """``a`` in the form its rows are taken from: a scipy.sparse matrix or
+    array in CSR (COO cannot be indexed and CSC takes a column walk per
+    row: they are converted once, a copy), anything else as it is."""
+    fmt = getattr(a, "format", None)
+    if fmt in ("coo", "csc", "dok", "lil", "bsr", "dia") and hasattr(a, "tocsr"):
+        return a.tocsr()
+    return a
+
+
+def _is_sparse(a):
+    """Whether ``a`` is a 2-D scipy.sparse matrix or array."""
+    import scipy.sparse as sp
+
+    return sp.issparse(a) and a.ndim == 2
 
 
 def choose_batched(args, batch_args):
     """The positions of the args to slice, validated."""
     if batch_args is None:
         positions = [i for i, a in enumerate(args)
-                     if isinstance(a, np.ndarray) and a.ndim >= 1]
+                     if (isinstance(a, np.ndarray) and a.ndim >= 1) or _is_sparse(a)]
         if not positions:
             raise ValueError("options['batch_size'] needs array arguments to slice: "
-                             "args holds no NumPy array with ndim >= 1")
+                             "args holds no NumPy array with ndim >= 1 and no "
+                             "scipy.sparse matrix")
     else:
         positions = list(batch_args)
         for p in positions:
             if p >= len(args):
                 raise ValueError(f"options['batch_args'] holds position {p}, but args "
                                  f"has {len(args)} element(s)")
-            if not (isinstance(args[p], np.ndarray) and args[p].ndim >= 1):
+            if not _is_rows(args[p]):
                 raise ValueError(f"options['batch_args'] names args[{p}], which is not a "
-                                 "NumPy array with ndim >= 1")
+                                 "NumPy array with ndim >= 1, a scipy.sparse matrix or "
+                                 "an array-like with a shape and rows to index")
     lengths = {p: args[p].shape[0] for p in positions}
     if len(set(lengths.values())) > 1:
         desc = ", ".join(f"args[{p}] has {n}" for p, n in lengths.items())
@@ -257,6 +307,7 @@ def setup_run(control, args):
     if batch_size is not None:
         positions = choose_batched(args, control.batch_args)
         rs.batching = Batching(args, positions, batch_size, batch_rng)
+        args = rs.batching.args            # scipy.sparse ones in CSR form
         if control.epochs is not None:
             maxiter = control.epochs * rs.batching.batches_per_epoch
 

@@ -20,18 +20,21 @@ DEFAULTS = {
     "rmsprop": dict(learning_rate=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
                     momentum=0.0, centered=False),
     "adam": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                 weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False),
+                 weight_decay=0.0, amsgrad=False, decoupled_weight_decay=False,
+                 bias_correction=True),
     "amsgrad": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                    weight_decay=0.0, amsgrad=True, decoupled_weight_decay=False),
+                    weight_decay=0.0, amsgrad=True, decoupled_weight_decay=False,
+                    bias_correction=True),
     "adamw": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                  weight_decay=1e-2, amsgrad=False, decoupled_weight_decay=True),
+                  weight_decay=1e-2, amsgrad=False, decoupled_weight_decay=True,
+                  bias_correction=True),
     "adamax": dict(learning_rate=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                   weight_decay=0.0),
+                   weight_decay=0.0, bias_correction=True),
     "nadam": dict(learning_rate=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                   weight_decay=0.0, momentum_decay=4e-3,
-                  decoupled_weight_decay=False),
+                  decoupled_weight_decay=False, bias_correction=True),
     "radam": dict(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                  weight_decay=0.0, decoupled_weight_decay=False),
+                  weight_decay=0.0, decoupled_weight_decay=False, bias_correction=True),
     "adadelta": dict(learning_rate=1.0, rho=0.9, eps=1e-6, weight_decay=0.0),
     "lion": dict(learning_rate=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0),
 }
@@ -143,12 +146,19 @@ class Reference:
         self.state["m"], self.state["v"] = m, v
         return m, v
 
+    def _corrections(self):
+        """``(1 - beta1**t, 1 - beta2**t)``, or ``(1, 1)`` without bias
+        correction (the Adam paper's ablation)."""
+        o, t = self.o, self.t
+        if not o["bias_correction"]:
+            return 1.0, 1.0
+        return 1 - o["beta1"] ** t, 1 - o["beta2"] ** t
+
     def _adam(self, g):
-        o, dt, t = self.o, self.dt, self.t
+        o, dt = self.o, self.dt
         x, g = self._weight_decay(self.x, g, o["decoupled_weight_decay"])
         m, v = self._moments(g)
-        bc1 = 1 - o["beta1"] ** t
-        bc2 = 1 - o["beta2"] ** t
+        bc1, bc2 = self._corrections()
         if o["amsgrad"]:
             vv = np.maximum(self._zeros("vmax"), v)
             self.state["vmax"] = vv
@@ -158,12 +168,12 @@ class Reference:
             np.sqrt(vv) / dt(math.sqrt(bc2)) + dt(o["eps"]))
 
     def _adamax(self, g):
-        o, dt, x, t = self.o, self.dt, self.x, self.t
+        o, dt, x = self.o, self.dt, self.x
         g = g + dt(o["weight_decay"]) * x
         m = dt(o["beta1"]) * self._zeros("m") + dt(1 - o["beta1"]) * g
         u = np.maximum(dt(o["beta2"]) * self._zeros("u"), np.abs(g) + dt(o["eps"]))
         self.state["m"], self.state["u"] = m, u
-        bc1 = 1 - o["beta1"] ** t
+        bc1, _ = self._corrections()
         self.x = x - dt(o["learning_rate"] / bc1) * m / u
 
     def _nadam(self, g):
@@ -175,20 +185,21 @@ class Reference:
         self.mu_product *= mu_t
         P = self.mu_product
         m, v = self._moments(g)
-        bc2 = 1 - o["beta2"] ** t
+        _, bc2 = self._corrections()
         den = np.sqrt(v / dt(bc2)) + dt(o["eps"])
-        self.x = (x - dt(lr * (1 - mu_t) / (1 - P)) * g / den
-                  - dt(lr * mu_t1 / (1 - P * mu_t1)) * m / den)
+        on = o["bias_correction"]
+        self.x = (x - dt(lr * (1 - mu_t) / ((1 - P) if on else 1)) * g / den
+                  - dt(lr * mu_t1 / ((1 - P * mu_t1) if on else 1)) * m / den)
 
     def _radam(self, g):
         o, dt, t = self.o, self.dt, self.t
         x, g = self._weight_decay(self.x, g, o["decoupled_weight_decay"])
         m, v = self._moments(g)
         beta2, lr = o["beta2"], dt(o["learning_rate"])
-        bc1 = dt(1 - o["beta1"] ** t)
-        bc2 = 1 - beta2 ** t
         rho_inf = 2 / (1 - beta2) - 1
-        rho_t = rho_inf - 2 * t * beta2 ** t / bc2
+        rho_t = rho_inf - 2 * t * beta2 ** t / (1 - beta2 ** t)
+        bc1, bc2 = self._corrections()
+        bc1 = dt(bc1)
         if rho_t > 5:
             r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
                           / ((rho_inf - 4) * (rho_inf - 2) * rho_t))

@@ -3,6 +3,7 @@ before fun is called or any state changes."""
 
 import numpy as np
 import pytest
+from numba import njit
 from scipy.optimize import Bounds, NonlinearConstraint
 
 import numadam
@@ -239,6 +240,67 @@ def test_bad_state(state, kw, exc, match):
         _run(options={"state": state}, **kw)
 
 
+def _edited_state(method="adam", slot=None, value=None, aux=None, **options):
+    """A state of a short run with one slot entry or running scalar replaced."""
+    st = _state(method, **options)
+    S, a = st.S.copy(), st.aux.copy()
+    if slot is not None:
+        S[st.names.index(slot), 1] = value
+    if aux is not None:
+        a[aux[0]] = aux[1]
+    return numadam.OptimizerState(st.method, st.rule, st.F, st.names, S, a)
+
+
+@pytest.mark.parametrize("make, kw, match", [
+    (lambda: _edited_state(slot="m", value=np.nan), {},
+     r"options\['state'\] slot 'm' is not finite: nan at coordinate 1"),
+    (lambda: _edited_state(slot="v", value=-1e-3), {},
+     r"options\['state'\] slot 'v' must be >= 0 \(a running average of squares\), got "
+     r"-0\.001 at coordinate 1"),
+    (lambda: _edited_state("adagrad", slot="s", value=-1.0), dict(method="adagrad"),
+     r"slot 's' must be >= 0"),
+    (lambda: _edited_state(aux=(0, 2.5)), {},
+     r"options\['state'\] must have a whole step count >= 0 and finite running "
+     r"scalars, got step 2\.5"),
+    (lambda: _edited_state(aux=(1, np.inf)), {},
+     r"got step 3\.0 and beta1_power=inf"),
+    (lambda: _edited_state(aux=(1, 0.5)), {},
+     r"options\['state'\] holds beta1\*\*t = 0\.5 at step 3, but this run's beta1 = "
+     r"0\.9 gives 0\.729.*: continue with the beta1 the state was made with"),
+    (lambda: _state(beta2=0.99), {},
+     r"holds beta2\*\*t = 0\.970299.* but this run's beta2 = 0\.999"),
+])
+def test_a_state_with_impossible_numbers_is_refused_before_anything_runs(make, kw, match):
+    state = make()
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        return rosen(x)
+
+    x0 = X0.copy()
+    with pytest.raises(ValueError, match=match):
+        numadam.minimize(fun, x0, jac=rosen_der, method=kw.get("method", "adam"),
+                         options={"state": state, "maxiter": 2})
+    assert calls == [] and np.array_equal(x0, X0)
+    x = X0.copy()
+    with pytest.raises(ValueError, match=match):
+        numadam.Optimizer(kw.get("method", "adam"), x, state=state)
+    with pytest.raises(ValueError, match=match):
+        numadam.Optimizer(kw.get("method", "adam"), [x, x.copy()], state=[state, state])
+
+
+def test_a_torch_state_dict_with_nan_moments_is_refused():
+    opt = numadam.Optimizer("adam", np.ones(3))
+    opt.step(np.ones(3))
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg_sq"] = np.array([1.0, np.nan, 1.0])
+    target = numadam.Optimizer("adam", np.ones(3))
+    with pytest.raises(ValueError, match=r"slot 'v' is not finite: nan at coordinate 1"):
+        target.load_state_dict(sd)
+    assert target.state.step == 0
+
+
 def test_adam_state_continues_with_adamw_family_member():
     """adam and adamw share a rule: a state made by one continues the other
     when the flags agree (decoupled decay on both)."""
@@ -342,6 +404,34 @@ def _quadratic_f(x):
      r"last argument and return f alone; it returned a tuple of 2"),
 ])
 def test_jac_out_functions_that_return_the_gradient_are_refused(jac, fun, match):
+    x0 = X0.copy()
+    with pytest.raises(TypeError, match=match):
+        numadam.minimize(fun, x0, jac=jac, method="adam", options={"jac_out": True})
+    np.testing.assert_array_equal(x0, X0)
+
+
+@njit(cache=True)
+def _njit_quadratic(x):
+    return (x * x).sum()
+
+
+@njit(cache=True)
+def _njit_leaves_out(x, out):
+    return None
+
+
+@pytest.mark.parametrize("fun, jac, match", [
+    (_quadratic_f, lambda x, out: None, r"with option 'jac_out', jac must write"),
+    (_quadratic_f, lambda x, out: out.__iadd__(2 * x), r"added to it instead"),
+    (lambda x, out: float(x @ x), True,
+     r"with jac=True and option 'jac_out', fun must write the gradient into its last "
+     r"argument; after the first call every entry is still NaN"),
+    (_njit_quadratic, _njit_leaves_out, r"the function left it untouched"),
+])
+def test_a_jac_out_function_that_writes_nothing_is_refused(fun, jac, match):
+    """Not taken for a zero gradient, which would end the run at x0 with
+    "Optimization terminated successfully"; in the Python loop and the
+    compiled one (the last case)."""
     x0 = X0.copy()
     with pytest.raises(TypeError, match=match):
         numadam.minimize(fun, x0, jac=jac, method="adam", options={"jac_out": True})

@@ -556,3 +556,76 @@ def test_quiet_by_default(capsys):
     numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac, options={"maxiter": 50})
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+# ----------------------------------------- scipy.sparse data in minibatches --
+
+def _logistic_recording(seen):
+    def fun(w, X, y):
+        # copies: a dense batch lives in a buffer the next batch overwrites
+        data = X.toarray() if hasattr(X, "toarray") else np.array(getattr(X, "a", X))
+        seen.append((data, y.copy()))
+        z = X @ w
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    def jac(w, X, y):
+        z = X @ w
+        return np.asarray(X.T @ (1.0 / (1.0 + np.exp(-z)) - y)).ravel() / X.shape[0]
+    return fun, jac
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_scipy_sparse_args_are_sliced_into_the_same_minibatches_as_dense(fmt):
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(3)
+    X = sp.random(90, 12, density=0.2, random_state=4, format=fmt)
+    y = (rng.random(90) > 0.5).astype(float)
+    dense_seen, sparse_seen = [], []
+    kw = dict(method="adam", options=dict(batch_size=16, epochs=2, learning_rate=0.1,
+                                          seed=7))
+    fun, jac = _logistic_recording(dense_seen)
+    a = numadam.minimize(fun, np.zeros(12), args=(X.toarray(), y), jac=jac, **kw)
+    fun, jac = _logistic_recording(sparse_seen)
+    b = numadam.minimize(fun, np.zeros(12), args=(X, y), jac=jac, **kw)
+    assert b.success and b.nit == a.nit == 2 * 6
+    assert len(sparse_seen) == len(dense_seen)
+    for (Xd, yd), (Xs, ys) in zip(dense_seen, sparse_seen):
+        np.testing.assert_array_equal(Xs, Xd)           # the same rows, in order
+        np.testing.assert_array_equal(ys, yd)
+    np.testing.assert_allclose(b.x, a.x, rtol=1e-12, atol=1e-15)
+
+
+def test_any_row_indexable_argument_is_sliced_when_named():
+    class Rows:
+        """An array-like that is no NumPy array: a shape and rows to index."""
+
+        def __init__(self, a):
+            self.a = a
+            self.shape = a.shape
+
+        def __getitem__(self, rows):
+            return Rows(self.a[rows])
+
+        def __matmul__(self, w):
+            return self.a @ w
+
+        @property
+        def T(self):
+            return self.a.T
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((40, 3))
+    y = (rng.random(40) > 0.5).astype(float)
+    seen = []
+    fun, jac = _logistic_recording(seen)
+    kw = dict(jac=jac, method="adam",
+              options=dict(batch_size=8, epochs=1, seed=1, batch_args=(0, 1)))
+    b = numadam.minimize(fun, np.zeros(3), args=(Rows(X), y), **kw)
+    fun, jac = _logistic_recording([])
+    a = numadam.minimize(fun, np.zeros(3), args=(X, y), **kw)
+    np.testing.assert_allclose(b.x, a.x, rtol=1e-12)
+    assert all(s[0].shape[0] in (8, 40) for s in seen)
+    with pytest.raises(ValueError, match=r"options\['batch_args'\] names args\[0\], which "
+                                         r"is not a NumPy array with ndim >= 1, a "
+                                         r"scipy.sparse matrix or an array-like"):
+        numadam.minimize(fun, np.zeros(3), args=(object(), y), **kw)

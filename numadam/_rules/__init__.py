@@ -192,6 +192,9 @@ class Rule(NamedTuple):
     #: dicts (``exp_avg``, ``momentum_buffer``, ...), for
     #: :meth:`numadam.Optimizer.state_dict`; a slot not named keeps its own.
     state_names: tuple = ()
+    #: The slots that are never negative (running averages of squares and
+    #: their maxima): a state to continue from is checked for them.
+    nonnegative: tuple = ()
 
 
 def zeros(options, F):

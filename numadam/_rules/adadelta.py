@@ -48,6 +48,7 @@ def catchup(i, X, S, f, F):
 
 ADADELTA = Rule(
     name="adadelta",
+    nonnegative=("u", "a"),
     state_names=(("u", "square_avg"), ("a", "acc_delta")),
     hyper=("rho", "eps", "weight_decay"),
     flags=weight_decay_flag,

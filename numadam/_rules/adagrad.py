@@ -34,6 +34,7 @@ def slot_init(options, F):
 
 ADAGRAD = Rule(
     name="adagrad",
+    nonnegative=("s",),
     state_names=(("s", "sum"),),
     hyper=("lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
     flags=weight_decay_flag,

@@ -77,12 +77,24 @@ def _power_step(aux, j, beta):
 
 
 @jitable
+def _uncorrected(h, bc1, bc2):
+    """The bias corrections as the step divides by them: ``(bc1, bc2)``, or
+    ``(1, 1)`` when ``bias_correction`` (``h[4]``) is off, the Adam paper's
+    ablation (Section 6.4): m and v used as they are."""
+    if h[4] != 0.0:
+        return bc1, bc2
+    return 1.0, 1.0
+
+
+@jitable
 def _adam_scalars(h, aux, c):
     """Step count, ``beta ** t`` bias corrections and the shared scalars.
 
     ``aux`` holds ``t`` and the running powers of beta1 and beta2 (see
     :func:`_power_step`). Writes c[0..3] = beta1, 1 - beta1, beta2,
-    1 - beta2 and returns (t, bc1, bc2, eps, weight_decay).
+    1 - beta2 and returns (t, bc1, bc2, eps, weight_decay); the powers
+    advance whether or not ``bias_correction`` is on (see
+    :func:`_uncorrected`).
     """
     t = aux[0] + 1.0
     aux[0] = t
@@ -105,6 +117,7 @@ _AUX = (("t", 0.0), ("beta1_power", 1.0), ("beta1_power_error", 0.0),
 @jitable
 def adam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
+    bc1, bc2 = _uncorrected(h, bc1, bc2)
     c[4] = lr / bc1
     root = math.sqrt(bc2)
     sqrt_bc2 = T(root)
@@ -216,8 +229,9 @@ def adam_slots(F):
 
 ADAM = Rule(
     name="adam",
+    nonnegative=("v", "vmax"),
     state_names=(("m", "exp_avg"), ("v", "exp_avg_sq"), ("vmax", "max_exp_avg_sq")),
-    hyper=("beta1", "beta2", "eps", "weight_decay"),
+    hyper=("beta1", "beta2", "eps", "weight_decay", "bias_correction"),
     flags=adam_flags,
     flag_names=("amsgrad", "decoupled_weight_decay", "weight_decay != 0"),
     slots=adam_slots,
@@ -237,6 +251,7 @@ ADAM = Rule(
 @jitable
 def adamax_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
+    bc1, bc2 = _uncorrected(h, bc1, bc2)
     c[4] = lr / bc1
     c[5] = eps
     c[6] = wd
@@ -258,8 +273,9 @@ def adamax_update(i, X, g, S, c, F):
 
 ADAMAX = Rule(
     name="adamax",
+    nonnegative=("u",),
     state_names=(("m", "exp_avg"), ("u", "exp_inf")),
-    hyper=("beta1", "beta2", "eps", "weight_decay"),
+    hyper=("beta1", "beta2", "eps", "weight_decay", "bias_correction"),
     flags=weight_decay_flag,
     flag_names=("weight_decay != 0",),
     slots=lambda F: ("m", "u"),
@@ -276,18 +292,22 @@ ADAMAX = Rule(
 def nadam_coefficients(h, aux, lr, F, c, T):
     t, bc1, bc2, eps, wd = _adam_scalars(h, aux, c)
     beta1 = h[0]
-    momentum_decay = h[4]
+    momentum_decay = h[5]
     mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
     mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1.0) * momentum_decay))
     prod = aux[5] * mu
     aux[5] = prod
+    # without bias correction, 1 - P_t and 1 - P_t mu_{t+1} (m's) and
+    # 1 - beta2**t (v's) are 1
+    corrected = h[4] != 0.0
+    bc1, bc2 = _uncorrected(h, bc1, bc2)
     bc2 = T(bc2)
     c[4] = bc2
     c[5] = eps
     c[6] = wd
     c[7] = 1.0 - lr * wd
-    c[8] = lr * (1.0 - mu) / (1.0 - prod)
-    c[9] = lr * mu_next / (1.0 - prod * mu_next)
+    c[8] = lr * (1.0 - mu) / (1.0 - prod) if corrected else lr * (1.0 - mu)
+    c[9] = lr * mu_next / (1.0 - prod * mu_next) if corrected else lr * mu_next
     c[10] = T(1.0) / bc2
 
 
@@ -302,8 +322,10 @@ def nadam_update(i, X, g, S, c, F):
 
 NADAM = Rule(
     name="nadam",
+    nonnegative=("v",),
     state_names=(("m", "exp_avg"), ("v", "exp_avg_sq")),
-    hyper=("beta1", "beta2", "eps", "weight_decay", "momentum_decay"),
+    hyper=("beta1", "beta2", "eps", "weight_decay", "bias_correction",
+           "momentum_decay"),
     flags=_decay_flags,
     flag_names=("decoupled_weight_decay", "weight_decay != 0"),
     slots=lambda F: ("m", "v"),
@@ -322,6 +344,9 @@ def radam_coefficients(h, aux, lr, F, c, T):
     beta2 = h[1]
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho_t = rho_inf - 2.0 * t * aux[3] / bc2   # aux[3]: beta2 ** t
+    # the rectification keeps its schedule; without bias correction only m
+    # and v are used as they are
+    bc1, bc2 = _uncorrected(h, bc1, bc2)
     bc1 = T(bc1)
     c[4] = lr
     c[5] = bc1
@@ -349,8 +374,9 @@ def radam_update(i, X, g, S, c, F):
 
 RADAM = Rule(
     name="radam",
+    nonnegative=("v",),
     state_names=(("m", "exp_avg"), ("v", "exp_avg_sq")),
-    hyper=("beta1", "beta2", "eps", "weight_decay"),
+    hyper=("beta1", "beta2", "eps", "weight_decay", "bias_correction"),
     flags=_decay_flags,
     flag_names=("decoupled_weight_decay", "weight_decay != 0"),
     slots=lambda F: ("m", "v"),

@@ -74,6 +74,7 @@ def slots(F):
 
 RMSPROP = Rule(
     name="rmsprop",
+    nonnegative=("v",),
     state_names=(("v", "square_avg"), ("a", "grad_avg"), ("b", "momentum_buffer")),
     hyper=("alpha", "eps", "weight_decay", "momentum"),
     flags=flags,
