@@ -463,10 +463,18 @@ def batch_function(nargs, positions, gathers, arrays=None):
     return namespace["batch"]
 
 
-def python_evaluate(objective, jac_out):
+def python_evaluate(objective, jac_out, snapshot=None, rng=None):
     """The ``evaluate`` hook over the objective's checked evaluator (which
-    it closes over: ``fns`` is not used)."""
+    it closes over: ``fns`` is not used). With ``snapshot`` (a one-element
+    list), the state of ``rng`` (the numadam.RNG generator) is kept there
+    before each evaluation."""
     ev = objective.evaluator(jac_out)
+    if snapshot is not None:
+        inner = ev
+
+        def ev(x, out=None, call_args=None):
+            snapshot[0] = rng.bit_generator.state
+            return inner(x, out, call_args)
     if objective.sparse in ("lazy", "catchup"):
         def evaluate(fns, xv, call, mark, where, stamp):
             f, g = ev(xv, None, call)
@@ -507,7 +515,14 @@ def python_loop(sw, engine, objective, control, setup, args):
     if setup.batching is not None:
         b = setup.batching
         batch = batch_function(len(args), b.positions, b.gathers, b.is_array)
-    iterate = make_iterate(sw, python_evaluate(objective, control.jac_out), batch,
+    rng = setup.objective_rng
+    if rng is not None:
+        # the generator's state before each evaluation, for the state's
+        # stream (a continued run evaluates its first iterate again)
+        setup.rng_snapshot = [rng.bit_generator.state]
+    iterate = make_iterate(sw, python_evaluate(objective, control.jac_out,
+                                               setup.rng_snapshot, rng),
+                           batch,
                            python_rate(setup.schedule, engine.learning_rate),
                            constant_kernels(rule_kernels(sw)))
     x = engine.x
@@ -572,7 +587,8 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     A = engine.A if engine.A is not None else np.zeros(0, dtype)
     if batching is not None:
         bufs = batching.buffers
-        batching.new_epoch()
+        if not batching.restored:
+            batching.new_epoch()
     else:
         bufs = (np.zeros(0),)
 
@@ -587,6 +603,8 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
         # NaN where the gradient goes: a function that writes nothing there
         # is caught here, not taken for a zero gradient (a "converged" x0)
         G[0].fill(np.nan)
+    if setup.rng_snapshot is not None:
+        setup.rng_snapshot[0] = setup.objective_rng.bit_generator.state
     f, g = evaluate(xv, G[0] if jac_out else None, first_args)
     if jac_out and G[0].size and np.isnan(G[0]).all():
         raise TypeError(untouched_message(objective.mode == "combined"))
@@ -687,7 +705,8 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     rows = k + 1 if status != NONFINITE else k
     jac = np.array(G[cur], copy=True) if sparse is None else sparse.dense((gi, gv))
     return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message,
-                H=H if setup.history else None, rows=rows, sparse=sparse)
+                H=H if setup.history else None, rows=rows, sparse=sparse,
+                pos=state.pos)
 
 
 def _buffer(shape, option, value, what):

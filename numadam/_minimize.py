@@ -211,11 +211,15 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
         fun_value, jac_value = _full_evaluation(objective, control, x_result)
     if setup.history:
         extra["history"] = _stochastic.history_result(out["H"], out["rows"], setup)
+    state = engine.state(copy=False)
+    if (setup.batching is not None or setup.objective_rng is not None) and \
+            status != _loop.NONFINITE:
+        state.stream = _stochastic.streams_at(setup, out["pos"])
     res = OptimizeResult(
         x=x_result, fun=fun_value, jac=jac_value, nit=out["nit"],
         nfev=objective.nfev, njev=objective.njev, status=status,
         success=status == _loop.SUCCESS, message=out["message"],
-        state=engine.state(copy=False), **extra)
+        state=state, **extra)
     if control.disp:
         _report(res)
     return res

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ._arrays import device_copy, host_array
@@ -40,6 +42,12 @@ class OptimizerState:
     average : ndarray or None
         The running iterate average of a run with the ``average`` option
         (uncorrected for ``'ema'``), so that a continued run averages on.
+    stream : dict or None
+        Where a stochastic run's random streams stand (a minibatch run's
+        epoch permutation, its position and the generators' states; the
+        state of the generator passed for ``numadam.RNG``), so that a
+        continued run draws what the uninterrupted one would have drawn
+        (see :ref:`guide-stochastic`).
 
     Notes
     -----
@@ -48,10 +56,10 @@ class OptimizerState:
     """
 
     __slots__ = ("method", "rule", "F", "names", "S", "aux", "average",
-                 "average_scalars")
+                 "average_scalars", "stream")
 
     def __init__(self, method, rule, F, names, S, aux, average=None,
-                 average_scalars=None):
+                 average_scalars=None, stream=None):
         self.method = method
         self.rule = rule
         self.F = tuple(F)
@@ -60,6 +68,7 @@ class OptimizerState:
         self.aux = aux
         self.average = average
         self.average_scalars = average_scalars
+        self.stream = stream
 
     @property
     def flags(self):
@@ -100,6 +109,7 @@ class OptimizerState:
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state):
+        object.__setattr__(self, "stream", None)       # saved before it existed
         for k, v in state.items():
             object.__setattr__(self, k, v)
 
@@ -116,7 +126,7 @@ class OptimizerState:
         else:
             S = self.S.copy()
         return OptimizerState(self.method, self.rule, self.F, self.names,
-                              S, self.aux.copy(), avg, avs)
+                              S, self.aux.copy(), avg, avs, copy.deepcopy(self.stream))
 
     def __repr__(self):
         slots = ", ".join(f"{n}: {self.S.dtype}[{self.size}]" for n in self.names)

@@ -44,6 +44,46 @@ class _RNGSentinel:
 RNG = _RNGSentinel()
 
 
+def restore_streams(rs, stream):
+    """Continue the random streams of a run where ``stream`` (an
+    :attr:`OptimizerState.stream`) left them: the minibatch permutation, the
+    position of the batch the last evaluation drew and the generators'
+    states. A different number of rows or batch size cannot continue the
+    permutation: ValueError."""
+    b = rs.batching
+    if b is not None and stream.get("perm") is not None:
+        if (stream["n"], stream["batch_size"]) != (b.n, b.batch_size):
+            raise ValueError(f"options['state'] continues a minibatch run over "
+                             f"{stream['n']} rows in batches of {stream['batch_size']}, "
+                             f"this run has {b.n} rows in batches of {b.batch_size}: "
+                             "give the same data and batch_size, or a state without "
+                             "its stream (state.stream = None) to draw afresh")
+        b.rng.bit_generator.state = stream["batch_rng"]
+        b.perm = np.array(stream["perm"], dtype=np.int64)
+        b.pos = int(stream["pos"])
+        b.restored = True
+    if rs.objective_rng is not None and stream.get("objective_rng") is not None:
+        rs.objective_rng.bit_generator.state = stream["objective_rng"]
+
+
+def streams_at(rs, pos):
+    """The :attr:`OptimizerState.stream` of a run whose loop ended at
+    position ``pos`` of its permutation: where the batch of the last
+    evaluation starts, so that a continued run evaluates its first iterate
+    on that batch, as the uninterrupted run took its next step from it."""
+    import copy
+
+    stream = {}
+    b = rs.batching
+    if b is not None:
+        start = ((pos - 1) // b.batch_size) * b.batch_size if pos > 0 else 0
+        stream.update(n=b.n, batch_size=b.batch_size, perm=b.perm.copy(), pos=start,
+                      batch_rng=copy.deepcopy(b.rng.bit_generator.state))
+    if rs.objective_rng is not None and rs.rng_snapshot is not None:
+        stream["objective_rng"] = copy.deepcopy(rs.rng_snapshot[0])
+    return stream
+
+
 def seed_streams(seed):
     """(batch generator, objective generator), independent, from ``seed`` (an
     integer, a SeedSequence, which is left as it is, or None)."""
@@ -95,6 +135,8 @@ class Batching:
                              for p, a in zip(self.positions, self.is_array))
         self.perm = np.empty(0, np.int64)
         self.pos = 0
+        #: the permutation and position come from a state to continue
+        self.restored = False
 
     def new_epoch(self):
         self.perm = self.rng.permutation(self.n).astype(np.int64)
@@ -269,6 +311,9 @@ class RunSetup:
     def __init__(self):
         self.batching = None
         self.objective_rng = None
+        #: with numadam.RNG in args, the Python loop keeps here the state of
+        #: that generator before each evaluation (None: not kept)
+        self.rng_snapshot = None
         self.schedule = None        # Schedule, or a Python callable, or None
         self.smoothing = 0.0
         self.patience = 1
@@ -310,6 +355,9 @@ def setup_run(control, args):
         args = rs.batching.args            # scipy.sparse ones in CSR form
         if control.epochs is not None:
             maxiter = control.epochs * rs.batching.batches_per_epoch
+    stream = getattr(control.state, "stream", None)
+    if stream is not None and (draws or batch_size is not None):
+        restore_streams(rs, stream)
 
     # smoothing and patience: plain tests for full-batch runs, about one
     # epoch of averaging and patience for minibatch runs

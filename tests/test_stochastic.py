@@ -483,6 +483,57 @@ def test_averaging_continues_exactly_from_the_state():
     np.testing.assert_array_equal(second.x_last, whole.x_last)
 
 
+@pytest.mark.parametrize("loop", ["python", "compiled"])
+@pytest.mark.parametrize("split", [dict(maxiter=(11, 13)), dict(epochs=(2, 3))],
+                         ids=["maxiter", "epochs"])
+def test_a_minibatch_run_continues_its_batch_stream_exactly(loop, split):
+    """A run split in two through ``options={"state": res.state}`` draws
+    the batches the uninterrupted run draws, so it ends on its bits (the
+    state also survives pickling in between)."""
+    import pickle
+
+    A, b = _least_squares(n=90)
+    fun, jac = (ls_fun, ls_jac) if loop == "python" else (ls_fun_nb, ls_jac_nb)
+    kw = dict(args=(A, b), jac=jac, method="adam")
+    opts = dict(batch_size=16, seed=4, gtol=0, learning_rate=0.05)
+    (key, (n1, n2)), = split.items()
+    whole = numadam.minimize(fun, np.zeros(5), options=dict(opts, **{key: n1 + n2}), **kw)
+    first = numadam.minimize(fun, np.zeros(5), options=dict(opts, **{key: n1}), **kw)
+    state = pickle.loads(pickle.dumps(first.state))
+    second = numadam.minimize(fun, first.x, options=dict(opts, state=state, **{key: n2}),
+                              **kw)
+    assert second.nit + first.nit == whole.nit
+    np.testing.assert_array_equal(second.x, whole.x)
+    assert first.state.stream["n"] == 90 and first.state.stream["batch_size"] == 16
+    with pytest.raises(ValueError, match=r"options\['state'\] continues a minibatch run "
+                                         r"over 90 rows in batches of 16, this run has 90 "
+                                         r"rows in batches of 8"):
+        numadam.minimize(fun, first.x, options=dict(opts, batch_size=8, state=state), **kw)
+    # without its stream, the state draws afresh from the seed
+    state.stream = None
+    fresh = numadam.minimize(fun, first.x, options=dict(opts, state=state, **{key: n2}),
+                             **kw)
+    assert not np.array_equal(fresh.x, whole.x)
+
+
+def test_a_noisy_objective_continues_its_generator_exactly():
+    """numadam.RNG's generator is where the last evaluation found it (the
+    Python loop keeps its state before each evaluation)."""
+    def fun(x, rng):
+        return float(x @ x)
+
+    def jac(x, rng):
+        return 2 * x + 0.1 * rng.standard_normal(x.shape[0])
+
+    kw = dict(args=(numadam.RNG,), jac=jac, method="adam")
+    opts = dict(seed=8, gtol=0, learning_rate=0.05)
+    whole = numadam.minimize(fun, np.ones(4), options=dict(opts, maxiter=30), **kw)
+    first = numadam.minimize(fun, np.ones(4), options=dict(opts, maxiter=13), **kw)
+    second = numadam.minimize(fun, first.x, options=dict(opts, maxiter=17,
+                                                         state=first.state), **kw)
+    np.testing.assert_array_equal(second.x, whole.x)
+
+
 # --------------------------------------------------------------- history --
 
 def test_history_per_step_and_per_epoch():
