@@ -491,7 +491,7 @@ def compiled_loop(sw, engine, objective, control, setup, args):
     G = np.zeros((2, engine.x.shape[0]), engine.x.dtype)
     xv = engine.x.view()
     xv.flags.writeable = False
-    rate_key = (schedule.kind, schedule.warmup_steps > 0.0)
+    rate_key = (schedule.kinds,)
     jac = objective.jac if objective.mode == "callable" else None
     functions = (None if control.compiled == "inline" else
                  objective_functions(objective, control, args, batching, xv, G[0]))

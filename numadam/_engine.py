@@ -185,14 +185,16 @@ class Engine:
 
 def next_rate(lr, schedule, aux, constant):
     """The learning rate of the next step: ``lr`` when given (one step's
-    override), else ``schedule``'s value at the next step (``aux[0]`` is the
-    step count), else ``constant``; a given or scheduled rate is checked
+    override), else ``schedule``'s value after the steps done so far
+    (``aux[0]``, 0 for the first), else ``constant``; a given or scheduled
+    rate is checked
     (:func:`numadam._options.check_rate`) before any array changes."""
     if lr is not None:
         return check_rate(lr)
     if schedule is not None:
-        t = int(aux[0]) + 1
-        return check_rate(schedule(t), "the learning_rate schedule's value", f" at step {t}")
+        k = int(aux[0])
+        return check_rate(schedule(k), "the learning_rate schedule's value",
+                          f" at update count {k}")
     return constant
 
 

@@ -247,7 +247,7 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
       (with BAD_INDEX, the indices as returned);
     - ``batch(args, bufs, perm, pos, m)``: the next ``m`` rows of the sliced
       arguments gathered into their buffers, and the call's arguments;
-    - ``rate(SP, t)``: the learning rate of step ``t``;
+    - ``rate(SP, k)``: the learning rate of the update after ``k`` updates;
     - ``kernels(fns)``: the rule's step kernels, as :func:`rule_kernels`
       gives them (closure constants, or first-class functions found from
       ``fns``, so that one compiled loop serves every rule).
@@ -406,8 +406,8 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
             if k >= maxiter:
                 event = MAXITER
                 break
-            t = P[aux_at] + 1.0
-            lr = rate(SP, t)
+            t = P[aux_at] + 1.0               # this update's number
+            lr = rate(SP, t - 1.0)            # after t - 1 updates
             if history:
                 H[2, k] = lr
             if is_sparse:
@@ -494,13 +494,13 @@ def python_rate(schedule, learning_rate):
     """The ``rate`` hook: a constant, a numadam schedule (the function the
     compiled loop compiles), or a Python callable, validated."""
     if schedule is None:
-        return lambda SP, t: learning_rate
+        return lambda SP, k: learning_rate
     if isinstance(schedule, Schedule):
-        return rate_function(schedule.kind, schedule.warmup_steps > 0.0)
+        return rate_function(schedule.kinds)
 
-    def rate(SP, t):
-        return check_rate(schedule(int(t)), "the learning_rate callable's value",
-                          f" at step {int(t)}")
+    def rate(SP, k):
+        return check_rate(schedule(int(k)), "the learning_rate callable's value",
+                          f" at update count {int(k)}")
     return rate
 
 
@@ -551,13 +551,14 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     dtype = x.dtype
     maxiter = control.maxiter
     if isinstance(setup.schedule, Schedule) and maxiter > 0:
-        # numadam's schedules are monotone after their warm-up, so the last
-        # step's rate bounds the run's: one that overflows is refused here
-        # (a Python callable is checked at every step)
-        last = int(engine.aux[0]) + maxiter
+        # a schedule that grows without bound (an exponential with a rate
+        # above 1) does so at its last update: one that overflows is refused
+        # here (a Python callable is checked at every update)
+        last = int(engine.aux[0]) + maxiter - 1
         with np.errstate(all="ignore"):
             value = setup.schedule(last)
-        check_rate(value, "the learning_rate schedule's value", f" at step {last}")
+        check_rate(value, "the learning_rate schedule's value",
+                   f" at update count {last}")
     batching = setup.batching
     args = tuple(objective.args)
     sparse_mode = objective.sparse

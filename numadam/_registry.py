@@ -147,7 +147,8 @@ def _is_schedule(value):
 def _lr(default):
     return Option("learning_rate", default,
                   "Step size: a float, a :mod:`numadam.schedules` schedule, or a "
-                  "Python callable of the step number t (Python loop only).",
+                  "Python callable of k, the number of updates done so far (0 for "
+                  "the first; Python loop only).",
                   lower=0.0, symbol=r"\gamma")
 
 

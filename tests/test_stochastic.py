@@ -318,20 +318,23 @@ def test_smoothing_zero_and_patience_one_are_the_plain_tests():
 # ------------------------------------------------------------- schedules --
 
 @pytest.mark.parametrize("sched, expected", [
-    (schedules.constant(0.1), lambda t: 0.1),
-    (schedules.inverse_sqrt(0.1), lambda t: 0.1 / math.sqrt(t)),
-    (schedules.inverse_sqrt(0.1, offset=9), lambda t: 0.1 / math.sqrt(t + 9)),
-    (schedules.exponential(0.1, 0.5, 10), lambda t: 0.1 * 0.5 ** (t / 10)),
-    (schedules.step(0.1, 0.5, 10), lambda t: 0.1 * 0.5 ** (t // 10)),
+    (schedules.constant(0.1), lambda k: 0.1),
+    (schedules.inverse_sqrt(0.1), lambda k: 0.1 / math.sqrt(k + 1)),
+    (schedules.inverse_sqrt(0.1, offset=9), lambda k: 0.1 / math.sqrt(k + 10)),
+    (schedules.exponential(0.1, 0.5, 10), lambda k: 0.1 * 0.5 ** (k / 10)),
+    (schedules.step(0.1, 0.5, 10), lambda k: 0.1 * 0.5 ** (k // 10)),
     (schedules.cosine(0.1, 50, final_lr=0.01),
-     lambda t: 0.01 + 0.09 * (1 + math.cos(math.pi * min(t, 50) / 50)) / 2),
+     lambda k: 0.01 + 0.09 * (1 + math.cos(math.pi * min(k, 50) / 50)) / 2),
     (schedules.warmup(schedules.inverse_sqrt(0.1), 10),
-     lambda t: 0.1 * t / 10 if t < 10 else 0.1 / math.sqrt(t - 9)),
-    (schedules.warmup(0.2, 4, init=0.1), lambda t: 0.1 + 0.1 * t / 4 if t < 4 else 0.2),
+     lambda k: 0.1 * k / 10 if k < 10 else 0.1 / math.sqrt(k - 9)),
+    (schedules.warmup(0.2, 4, init=0.1), lambda k: 0.1 + 0.1 * k / 4 if k < 4 else 0.2),
+    (schedules.multistep(1.0, [3, 7], 0.1), lambda k: 0.1 ** ((k >= 3) + (k >= 7))),
 ])
 def test_schedule_values(sched, expected):
-    for t in range(1, 80):
-        assert sched(t) == pytest.approx(expected(t), rel=1e-15, abs=1e-18)
+    """``k`` counts the updates done: the first update (k = 0) takes the
+    base rate."""
+    for k in range(80):
+        assert sched(k) == pytest.approx(expected(k), rel=1e-15, abs=1e-18)
 
 
 def test_schedules_drive_the_step_and_are_recorded():
@@ -341,25 +344,25 @@ def test_schedules_drive_the_step_and_are_recorded():
                            options={"learning_rate": sched, "maxiter": 40, "gtol": 0,
                                     "history": "step"})
     np.testing.assert_array_equal(res.history["learning_rate"][:40],
-                                  [sched(t) for t in range(1, 41)])
+                                  [sched(k) for k in range(40)])
     # sgd with a schedule equals sgd steps with those rates, done by hand
     x = np.zeros(5)
-    for t in range(1, 41):
-        x = x - sched(t) * ls_jac(x, A, b)
+    for k in range(40):
+        x = x - sched(k) * ls_jac(x, A, b)
     np.testing.assert_allclose(res.x, x, rtol=1e-13)
 
 
 def test_python_callable_learning_rate():
     A, b = _least_squares()
     res = numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac, method="sgd",
-                           options={"learning_rate": lambda t: 0.1 / t, "maxiter": 5,
-                                    "gtol": 0})
+                           options={"learning_rate": lambda k: 0.1 / (k + 1),
+                                    "maxiter": 5, "gtol": 0})
     x = np.zeros(5)
-    for t in range(1, 6):
-        x = x - 0.1 / t * ls_jac(x, A, b)
+    for k in range(5):
+        x = x - 0.1 / (k + 1) * ls_jac(x, A, b)
     np.testing.assert_allclose(res.x, x, rtol=1e-14)
     with pytest.raises(ValueError, match=r"the learning_rate callable's value must be "
-                                         r"finite and >= 0, got -1 at step 1"):
+                                         r"finite and >= 0, got -1 at update count 0"):
         numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac,
                          options={"learning_rate": lambda t: -1})
     with pytest.raises(ValueError, match=r"option 'compiled'=True cannot run a Python "
@@ -373,9 +376,19 @@ def test_python_callable_learning_rate():
     (lambda: schedules.exponential(0.1, 0.0, 10), ValueError, r"rate must be a finite number > 0"),
     (lambda: schedules.step(0.1, 0.5, 0), ValueError, r"steps must be a finite number > 0"),
     (lambda: schedules.cosine(0.1, "10"), TypeError, r"decay_steps must be a real number"),
-    (lambda: schedules.warmup(schedules.warmup(0.1, 5), 5), ValueError,
-     r"schedule already has a warm-up"),
     (lambda: schedules.warmup(0.1, 2.5), ValueError, r"steps must be a whole number"),
+    (lambda: schedules.multistep(0.1, [5, 3], 0.5), ValueError, r"milestones must increase"),
+    (lambda: schedules.multistep(0.1, 5, 0.5), TypeError, r"milestones must be a sequence"),
+    (lambda: schedules.one_cycle(0.1, 100, anneal="tan"), ValueError, r"anneal must be"),
+    (lambda: schedules.one_cycle(0.1, 100, pct_start=1.0), ValueError,
+     r"pct_start must be < 1"),
+    (lambda: schedules.cyclic(0.1, 1.0, 10, mode="sine"), ValueError, r"mode must be one"),
+    (lambda: schedules.join([0.1, 0.2], []), ValueError,
+     r"join needs one boundary fewer than schedules"),
+    (lambda: schedules.join([0.1, 0.2, 0.3], [5, 5]), ValueError,
+     r"boundaries must increase"),
+    (lambda: schedules.cosine_restarts(0.1, 10, mult=1.5), ValueError,
+     r"mult must be a whole number"),
 ])
 def test_schedule_errors(call, exc, match):
     with pytest.raises(exc, match=match):
@@ -385,9 +398,9 @@ def test_schedule_errors(call, exc, match):
 def test_schedule_in_the_optimizer():
     x = np.ones(3)
     opt = numadam.Optimizer("sgd", x, learning_rate=schedules.step(1.0, 0.5, 1))
-    opt.step(np.ones(3))          # rate 0.5 at t = 1
-    opt.step(np.ones(3))          # rate 0.25 at t = 2
-    np.testing.assert_allclose(x, 0.25)
+    opt.step(np.ones(3))          # the base rate 1.0 for the first update (k = 0)
+    opt.step(np.ones(3))          # 0.5 after one update
+    np.testing.assert_allclose(x, -0.5)
 
 
 @pytest.mark.parametrize("lr, exc, match", [
@@ -416,11 +429,11 @@ def test_a_steps_learning_rate_is_checked_before_anything_moves(lr, exc, match):
 
 def test_a_schedule_that_turns_negative_stops_the_optimizer_before_the_step():
     parts = [np.zeros(3), np.zeros(2)]
-    opt = numadam.Optimizer("sgd", parts, learning_rate=lambda t: 0.1 if t < 3 else -0.1)
+    opt = numadam.Optimizer("sgd", parts, learning_rate=lambda k: 0.1 if k < 2 else -0.1)
     for _ in range(2):
         opt.step([np.ones(3), np.ones(2)])
     with pytest.raises(ValueError, match=r"the learning_rate schedule's value must be "
-                                         r"finite and >= 0, got -0\.1 at step 3"):
+                                         r"finite and >= 0, got -0\.1 at update count 2"):
         opt.step([np.ones(3), np.ones(2)])
     assert [s.step for s in opt.state] == [2, 2]
     np.testing.assert_allclose(parts[0], -0.2)
@@ -435,9 +448,9 @@ def test_a_schedule_that_overflows_is_refused_before_the_run(compiled):
         calls.append(1)
         return ls_fun(x, A, b)
 
-    schedule = schedules.exponential(0.1, 1e30, 1)       # inf from step 11 on
+    schedule = schedules.exponential(0.1, 1e30, 1)       # inf from k = 11 on
     with pytest.raises(ValueError, match=r"the learning_rate schedule's value must be "
-                                         r"finite and >= 0, got inf at step 40"):
+                                         r"finite and >= 0, got inf at update count 39"):
         numadam.minimize(ls_fun_nb if compiled else fun, np.zeros(5), args=(A, b),
                          jac=ls_jac_nb if compiled else ls_jac,
                          options=dict(learning_rate=schedule, maxiter=40,
