@@ -41,6 +41,7 @@ signatures only, none of them the loop's).
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 
 import numpy as np
@@ -56,7 +57,7 @@ from ._kernels import sparse as sk
 from ._kernels._jit import njit as named_njit
 from ._kernels._jit import package_fingerprint
 from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_OUT, BAD_ROWS
-from ._objective import out_message
+from ._objective import compile_error, out_message
 from ._sparse import _coalesce
 from .schedules import Schedule, constant, rate_function
 
@@ -94,6 +95,16 @@ def _as_float_impl(f):
         return lambda f: float(f)
     if isinstance(f, types.Array) and f.ndim == 0:
         return lambda f: float(f[()])
+    real = (types.Float, types.Integer, types.Boolean)
+    if isinstance(f, types.Array) and isinstance(f.dtype, real):
+        # a one-element array, as the Python loop takes it (the first
+        # evaluation, in Python, refused any other size); a size that
+        # changes later reads as NaN, a non-finite value that stops the run
+        def impl(f):
+            if f.size != 1:
+                return math.nan
+            return float(f.reshape(-1)[0])
+        return impl
     raise TypingError(f"fun must return a real scalar, got {f}")
 
 
@@ -267,19 +278,25 @@ def _typeof(value):
 _compiled_functions = weakref.WeakKeyDictionary()
 
 
-def compiled_function(f, argtypes):
+def compiled_function(f, argtypes, who=None):
     """``(FunctionType, addresses)`` of the Numba function ``f`` called with
     ``argtypes`` (compiled now if it was not), or None when ``f`` compiles
     no new signatures (its own explicit signatures only) or Numba makes no C
     wrapper for this one (an optional return type): the caller then
-    compiles a loop that calls ``f`` directly."""
+    compiles a loop that calls ``f`` directly. ``who`` ("fun" or "jac")
+    names a user's function in the TypeError of a typing failure."""
     known = _compiled_functions.setdefault(f, {})
     found = known.get(argtypes)
     if found is None:
         if argtypes not in f.overloads:
             if not f._can_compile:
                 return None
-            f.compile(argtypes)
+            try:
+                f.compile(argtypes)
+            except TypingError as exc:
+                if who is None:           # numadam's own kernels
+                    raise
+                raise compile_error(who, f, argtypes, exc) from exc
         fn_type = types.FunctionType(f.overloads[argtypes].signature)
         try:
             addresses = function_addresses(f, fn_type)
@@ -449,12 +466,12 @@ def objective_functions(objective, control, args, batching, xv, g):
     out = base + (_typeof(g),)
     jac_out = control.jac_out and objective.sparse is None
     if objective.mode == "combined":
-        fun = compiled_function(objective.fun, out if jac_out else base)
+        fun = compiled_function(objective.fun, out if jac_out else base, "fun")
         if fun is not None and jac_out:
             _check_out_return("fun", fun[0])
         return None if fun is None else (fun, None)
-    fun = compiled_function(objective.fun, base)
-    jac = compiled_function(objective.jac, out if jac_out else base)
+    fun = compiled_function(objective.fun, base, "fun")
+    jac = compiled_function(objective.jac, out if jac_out else base, "jac")
     if jac is not None and jac_out:
         _check_out_return("jac", jac[0])
     return None if fun is None or jac is None else (fun, jac)

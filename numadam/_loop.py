@@ -36,13 +36,14 @@ import math
 from collections import namedtuple
 
 import numpy as np
+from numba.core.errors import TypingError
 from scipy.optimize import OptimizeResult
 
 from . import _stochastic as st
 from ._engine import SparseSteps
 from ._kernels import cpu, preload
 from ._kernels import sparse as sk
-from ._objective import out_message, untouched_message
+from ._objective import first_evaluation_error, out_message, untouched_message
 from ._options import check_rate
 from ._rules import get_rule
 from .schedules import Schedule, rate_function
@@ -606,7 +607,11 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
         G[0].fill(np.nan)
     if setup.rng_snapshot is not None:
         setup.rng_snapshot[0] = setup.objective_rng.bit_generator.state
-    f, g = evaluate(xv, G[0] if jac_out else None, first_args)
+    try:
+        f, g = evaluate(xv, G[0] if jac_out else None, first_args)
+    except TypingError as exc:
+        # a Numba objective that does not compile: named as the user's error
+        raise first_evaluation_error(objective, first_args, exc) from exc
     if jac_out and G[0].size and np.isnan(G[0]).all():
         raise TypeError(untouched_message(objective.mode == "combined"))
     empty_idx = np.zeros(0, np.int64)

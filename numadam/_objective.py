@@ -276,6 +276,43 @@ def out_message(who, got):
             f"argument and return None (or that argument); it returned {got}")
 
 
+def numba_reason(exc):
+    """The first lines of a Numba compilation error that say what failed
+    (the line before them only names the compiler's pass)."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("Failed in ")]
+    return " ".join(lines[:2])
+
+
+def compile_error(who, function, argtypes, exc):
+    """The TypeError of a user's Numba function (``who``: "fun" or "jac")
+    that does not compile for the arguments numadam passes it."""
+    name = getattr(getattr(function, "py_func", function), "__qualname__", repr(function))
+    types_ = ", ".join(str(t) for t in argtypes)
+    return TypeError(f"{who} ({name}, a Numba function) does not compile for the "
+                     f"arguments numadam passes it ({types_}): {numba_reason(exc)}")
+
+
+def first_evaluation_error(objective, call_args, exc):
+    """:func:`compile_error` for a Numba compilation error raised by the first
+    evaluation: which of ``fun`` and ``jac`` fails, for which arguments."""
+    from numba import typeof
+    from numba.core.errors import TypingError
+
+    args = objective.args if call_args is None else call_args
+    proto = np.empty(objective.shape, objective.dtype)
+    proto.flags.writeable = False
+    argtypes = tuple(typeof(a) for a in (proto, *args))
+    for who in ("fun", "jac"):
+        function = getattr(objective, who)
+        if hasattr(function, "compile") and hasattr(function, "py_func"):
+            try:
+                function.compile(argtypes)
+            except TypingError as again:
+                return compile_error(who, function, argtypes, again)
+    return compile_error("fun", objective.fun, argtypes, exc)
+
+
 def untouched_message(combined):
     """The error of a ``jac_out`` function whose first call left its last
     argument all NaN, as numadam filled it before the call: untouched, or

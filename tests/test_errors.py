@@ -467,3 +467,60 @@ def test_buffers_too_large_to_allocate_name_the_option(options, match):
     with pytest.raises(MemoryError, match=match):
         _run(x0=x0, options=options)
     np.testing.assert_array_equal(x0, X0)
+
+
+# ------------------------------------------- Numba objectives that fail --
+
+@njit(cache=True)
+def _adds_a_string(x):
+    return x @ x + "a"
+
+
+@njit(cache=True)
+def _njit_gradient(x):
+    return 2 * x
+
+
+@njit(cache=True)
+def _reads_no_such_attribute(x):
+    return x.no_such_attribute
+
+
+@njit(cache=True)
+def _njit_quadratic_scalar(x):
+    return x @ x
+
+
+@njit(cache=True)
+def _njit_quadratic_array(x):
+    return np.array([x @ x])
+
+
+@pytest.mark.parametrize("fun, jac, match", [
+    (_adds_a_string, _njit_gradient,
+     r"^fun \(_adds_a_string, a Numba function\) does not compile for the arguments "
+     r"numadam passes it \(readonly array\(float64, 1d, C\)\): No implementation of "
+     r"function .*add"),
+    (_njit_quadratic_scalar, _reads_no_such_attribute,
+     r"^jac \(_reads_no_such_attribute, a Numba function\) does not compile .*Unknown "
+     r"attribute 'no_such_attribute'"),
+])
+def test_a_numba_objective_that_does_not_compile_is_named(fun, jac, match):
+    from numba.core.errors import TypingError
+
+    x0 = X0.copy()
+    with pytest.raises(TypeError, match=match) as info:
+        numadam.minimize(fun, x0, jac=jac, method="adam")
+    assert isinstance(info.value.__cause__, TypingError)      # Numba's text, chained
+    np.testing.assert_array_equal(x0, X0)
+
+
+def test_the_compiled_loop_takes_a_one_element_array_as_f_as_python_does():
+    kw = dict(jac=_njit_gradient, method="adam", options=dict(maxiter=20, gtol=0))
+    arr = numadam.minimize(_njit_quadratic_array, X0, **kw)
+    scalar = numadam.minimize(_njit_quadratic_scalar, X0, **kw)
+    python = numadam.minimize(lambda x: np.array([x @ x]), X0, jac=lambda x: 2 * x,
+                              method="adam", options=dict(maxiter=20, gtol=0))
+    np.testing.assert_array_equal(arr.x, scalar.x)
+    np.testing.assert_array_equal(arr.x, python.x)
+    assert arr.fun == scalar.fun and type(arr.fun) is float
