@@ -59,7 +59,7 @@ from ._kernels._jit import package_fingerprint
 from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_OUT, BAD_ROWS
 from ._objective import compile_error, out_message
 from ._sparse import _coalesce
-from .schedules import Schedule, constant, rate_function
+from .schedules import PLATEAU, Schedule, constant, observe_function, rate_function
 
 SORTED_UNIQUE = -(2 ** 62)    # _sparse._coalesce: nothing to do
 
@@ -425,12 +425,14 @@ def make_loop(mode, jac_out, sw, batch_key, rate_key, fun_ref, jac_ref, kernel_t
                              fun_ref, jac_ref)
     batch = _batch_function(*batch_key) if batch_key is not None else None
     rate = rate_function(*rate_key)
+    observe = observe_function(rate_key[0]) if PLATEAU in rate_key[0] else None
     if kernel_type is None:
         kernels = register_jitable(_loop.constant_kernels(_loop.rule_kernels(sw)))
-        return njit(**_OPTIONS)(_loop.make_iterate(sw, evaluate, batch, rate, kernels))
+        return njit(**_OPTIONS)(_loop.make_iterate(sw, evaluate, batch, rate, kernels,
+                                                   observe))
     kernels = _kernels_at(1 if sw.sparse_mode not in ("lazy", "catchup") else 2,
                           kernel_type)
-    iterate = _loop.make_iterate(sw, evaluate, batch, rate, kernels)
+    iterate = _loop.make_iterate(sw, evaluate, batch, rate, kernels, observe)
     return named_njit(cache=True, salt=package_fingerprint(), **_OPTIONS)(iterate)
 
 

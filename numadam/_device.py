@@ -39,6 +39,7 @@ from ._device_engine import DeviceEngine, as_numba, load_cuda
 from ._loop import (CALLBACK_STOP, MAXITER, MESSAGES, NONFINITE, SUCCESS,
                     callback_kind, nonfinite_message)
 from ._objective import jac_mode
+from .schedules import watches_loss
 
 #: Steps between two polls of the device's stop flag.
 POLL = 64
@@ -90,6 +91,9 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     if control.compiled:
         raise ValueError(f"option 'compiled'=True is not supported by device runs "
                          f"({why}): fun and jac run as given, on device arrays")
+    if watches_loss(control.learning_rate_schedule):
+        raise ValueError(f"a reduce_on_plateau learning rate is not supported by device "
+                         f"runs ({why}) yet")
     if not callable(fun):
         raise TypeError(f"fun must be callable, got {type(fun).__name__}")
     mode = jac_mode(jac)

@@ -46,7 +46,7 @@ from ._kernels import sparse as sk
 from ._objective import first_evaluation_error, out_message, untouched_message
 from ._options import check_rate
 from ._rules import get_rule
-from .schedules import Schedule, rate_function
+from .schedules import Schedule, observe_function, rate_function, watches_loss
 
 SUCCESS, MAXITER, NONFINITE, CALLBACK_STOP = 0, 1, 3, 99
 
@@ -225,7 +225,7 @@ def constant_kernels(kernels):
     return sparse
 
 
-def make_iterate(sw, evaluate, batch, rate, kernels):
+def make_iterate(sw, evaluate, batch, rate, kernels, observe=None):
     """``iterate(run, state, resume, fns) -> (event, state)``: steps from
     ``state`` until an event (a status of the run, or one of the events
     above).
@@ -249,6 +249,9 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
     - ``batch(args, bufs, perm, pos, m)``: the next ``m`` rows of the sliced
       arguments gathered into their buffers, and the call's arguments;
     - ``rate(SP, k)``: the learning rate of the update after ``k`` updates;
+    - ``observe(SP, loss)``: after each update, the loss at the iterate it
+      started from (smoothed in minibatch runs), for a schedule that watches
+      it (:func:`numadam.schedules.reduce_on_plateau`; None: nothing);
     - ``kernels(fns)``: the rule's step kernels, as :func:`rule_kernels`
       gives them (closure constants, or first-class functions found from
       ``fns``, so that one compiled loop serves every rule).
@@ -279,6 +282,9 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
         snorm = snorm_p = None
         change = cpu.change_kernel(sw.parallel)
     average = cpu.average_kernel(sw.parallel) if averaging else None
+    observing = observe is not None
+    if not observing:
+        observe = _no_observe
 
     def iterate(run, state, resume, fns):
         x = run.x
@@ -429,6 +435,8 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
                 w = average_weight(AS, t)
                 if w != 0.0:
                     average(A, x, w)
+            if observing:
+                observe(SP, f if plain else run.RB[k % run.RB.shape[0]])
             k += 1
         return event, State(k, cur, evaluations, pos, next_callback, stamp, f, fprev,
                             gi, gv, pi, pv, bi, bx)
@@ -437,6 +445,10 @@ def make_iterate(sw, evaluate, batch, rate, kernels):
 
 
 # -------------------------------------------------------- Python hooks --
+
+def _no_observe(SP, loss):  # pragma: no cover - never called
+    return None
+
 
 def batch_source(nargs, positions, arrays=None):
     """The source of ``batch(args, bufs, perm, pos, m)`` for ``nargs``
@@ -521,18 +533,22 @@ def python_loop(sw, engine, objective, control, setup, args):
         # the generator's state before each evaluation, for the state's
         # stream (a continued run evaluates its first iterate again)
         setup.rng_snapshot = [rng.bit_generator.state]
+    watching = watches_loss(setup.schedule)
     iterate = make_iterate(sw, python_evaluate(objective, control.jac_out,
                                                setup.rng_snapshot, rng),
                            batch,
                            python_rate(setup.schedule, engine.learning_rate),
-                           constant_kernels(rule_kernels(sw)))
+                           constant_kernels(rule_kernels(sw)),
+                           observe_function(setup.schedule.kinds) if watching else None)
     x = engine.x
     if objective.sparse not in ("lazy", "catchup"):
         engine.dense_kernel()              # loaded from the disk cache, cheaply
         preload.load(cpu.grad_norm_kernel(sw.parallel), x)
     G = ([np.zeros_like(x), np.zeros_like(x)] if control.jac_out else [None, None])
-    SP = (tuple(setup.schedule.params.tolist())
-          if isinstance(setup.schedule, Schedule) else ())
+    # the schedule's parameters, a fresh array: reduce_on_plateau keeps its
+    # state there
+    SP = (setup.schedule.params if isinstance(setup.schedule, Schedule)
+          else np.zeros(0))
     return iterate, G, SP, None
 
 

@@ -20,6 +20,7 @@ from ._registry import METHODS, lookup
 from ._sparse import Coalescer, raw_parts
 from ._state import OptimizerState
 from ._statedict import export_group, export_state, import_group, import_state
+from .schedules import watches_loss
 
 __all__ = ["Optimizer", "ParamGroup"]
 
@@ -833,6 +834,10 @@ def optimizer_options(spec, options, lead=None):
     as ``maxiter`` belong to :func:`numadam.minimize`)."""
     valid = spec.option_names + tuple(n for n in spec.fixed if n not in spec.option_names)
     options = translate_aliases(options, valid, spec.name)
+    if watches_loss(options.get("learning_rate")):
+        raise ValueError("learning_rate: reduce_on_plateau watches the loss of a "
+                         "numadam.minimize run, which an Optimizer does not see: set "
+                         "opt.param_groups[i]['lr'] from your own loop instead")
     unknown = [name for name in options if name not in valid]
     if unknown:
         msg = unknown_option_message(unknown, valid,

@@ -58,6 +58,9 @@ the base rate and :math:`k` the count:
 ``warmup(schedule, steps, init=0)``
     a linear ramp from ``init`` to the schedule's first rate over ``steps``
     updates, joined to ``schedule`` (optax's warm-up schedules).
+``reduce_on_plateau(lr, factor=0.1, patience=10, ...)``
+    torch's ``ReduceLROnPlateau`` (mode ``"min"``), watching the loss of a
+    :func:`numadam.minimize` run (the smoothed loss in minibatch runs).
 
 ``learning_rate`` may also be a Python callable of ``k`` (as torch's
 ``LambdaLR`` takes its ``lr_lambda``, though numadam's callable returns the
@@ -77,10 +80,10 @@ from numba.extending import register_jitable
 
 __all__ = ["Schedule", "constant", "inverse_sqrt", "exponential", "step", "multistep",
            "cosine", "cosine_restarts", "linear", "polynomial", "one_cycle", "cyclic",
-           "join", "warmup", "schedule_value"]
+           "join", "warmup", "reduce_on_plateau", "schedule_value"]
 
 (CONSTANT, INVERSE_SQRT, EXPONENTIAL, STEP, COSINE, MULTISTEP, LINEAR, POLYNOMIAL,
- RESTARTS, ONE_CYCLE, CYCLIC) = range(11)
+ RESTARTS, ONE_CYCLE, CYCLIC, PLATEAU) = range(12)
 
 #: the floats of one segment in the parameter array: its kind, six numbers,
 #: and the offset and count of its extra numbers (multistep's milestones)
@@ -198,6 +201,8 @@ def _segment(p, o, k, kinds):
         return _one_cycle(p, o, k)
     if kinds[CYCLIC] and kind == CYCLIC:
         return _cyclic(p, o, k)
+    if kinds[PLATEAU] and kind == PLATEAU:
+        return p[int(p[o + 7])]         # the rate as the losses seen so far set it
     return lr
 
 
@@ -216,7 +221,7 @@ def _value(p, k, kinds):
 
 
 #: every kind: what Python evaluates
-_ALL = (True,) * 11
+_ALL = (True,) * 12
 
 
 @register_jitable
@@ -236,11 +241,55 @@ def rate_function(kinds):
     the compiler evaluate some of it speculatively on every update. The
     rates are bitwise those of :func:`schedule_value`.
     """
-    has = tuple(kind in kinds for kind in range(11))
+    has = tuple(kind in kinds for kind in range(12))
 
     def rate(p, k):
         return _value(p, k, has)
     return register_jitable(rate)
+
+
+@register_jitable
+def _plateau_observe(p, metric):
+    """torch's ReduceLROnPlateau.step(metric) (mode "min") on the state kept
+    in the parameter array ``p`` of a :func:`reduce_on_plateau` schedule."""
+    o = int(p[0])
+    e = int(p[o + 7])
+    factor, patience, threshold, cooldown, min_lr = (p[o + 2], p[o + 3], p[o + 4],
+                                                     p[o + 5], p[o + 6])
+    best = p[e + 1]
+    if p[e + 4] != 0.0:
+        better = metric < best * (1.0 - threshold)
+    else:
+        better = metric < best - threshold
+    if better:
+        p[e + 1] = metric
+        p[e + 2] = 0.0
+    else:
+        p[e + 2] += 1.0
+    if p[e + 3] > 0.0:
+        p[e + 3] -= 1.0
+        p[e + 2] = 0.0
+    if p[e + 2] > patience:
+        old = p[e]
+        new = old * factor
+        if new < min_lr:
+            new = min_lr
+        if old - new > p[e + 5]:
+            p[e] = new
+        p[e + 3] = cooldown
+        p[e + 2] = 0.0
+
+
+@register_jitable
+def _no_observe(p, metric):
+    return None
+
+
+def observe_function(kinds):
+    """``observe(p, metric)``: what a schedule of the kinds ``kinds`` does with
+    the loss the run saw, after each update (a :func:`reduce_on_plateau`
+    schedule updates its state in ``p``; the others, nothing)."""
+    return _plateau_observe if PLATEAU in kinds else _no_observe
 
 
 # ------------------------------------------------------------- the data --
@@ -428,6 +477,42 @@ def cyclic(base_lr, max_lr, step_size_up, step_size_down=None, mode="triangular"
                 f"step_size_down={step_size_down!r}, mode={mode!r}, gamma={gamma!r})")
 
 
+def reduce_on_plateau(lr, factor=0.1, patience=10, threshold=1e-4,
+                      threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+    """torch's ReduceLROnPlateau (mode ``"min"``), watching the loss of a
+    :func:`numadam.minimize` run: after each update the loss at the iterate
+    that update started from (in minibatch runs, the smoothed loss the
+    termination tests see) is compared with the best so far; after more than
+    ``patience`` updates without an improvement (below ``best * (1 -
+    threshold)``, or ``best - threshold`` with ``threshold_mode="abs"``) the
+    rate is multiplied by ``factor``, not below ``min_lr`` (a change smaller
+    than ``eps`` is not made), and ``cooldown`` updates pass before the count
+    starts again. It needs the run's losses: :class:`numadam.Optimizer`
+    refuses it (set ``opt.param_groups[i]["lr"]`` from your own loop), and it
+    cannot be joined to other schedules."""
+    if threshold_mode not in ("rel", "abs"):
+        raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+    rate0 = _real("lr", lr)
+    f = _real("factor", factor, low_open=True)
+    if not f < 1.0:
+        raise ValueError(f"factor must be < 1, got {factor!r}")
+    state = (rate0, math.inf, 0.0, 0.0, 1.0 if threshold_mode == "rel" else 0.0,
+             _real("eps", eps))
+    return _one(PLATEAU, (rate0, f, _count("patience", patience, 0),
+                          _real("threshold", threshold), _count("cooldown", cooldown, 0),
+                          _real("min_lr", min_lr)),
+                f"reduce_on_plateau({lr!r}, factor={factor!r}, patience={patience!r}, "
+                f"threshold={threshold!r}, threshold_mode={threshold_mode!r}, "
+                f"cooldown={cooldown!r}, min_lr={min_lr!r}, eps={eps!r})",
+                extra=state)
+
+
+def watches_loss(schedule):
+    """Whether ``schedule`` is a :func:`reduce_on_plateau`, which needs the
+    losses of a run."""
+    return isinstance(schedule, Schedule) and PLATEAU in schedule.kinds
+
+
 def _as_schedule(value, name):
     if isinstance(value, Schedule):
         return value
@@ -439,6 +524,8 @@ def join(schedules, boundaries):
     ``schedules[1]`` counting from 0 again, and so on (optax's
     ``join_schedules``). Floats stand for constant schedules."""
     schedules = [_as_schedule(s, "a schedule") for s in schedules]
+    if any(watches_loss(s) for s in schedules):
+        raise ValueError("reduce_on_plateau cannot be joined to other schedules")
     marks = [_count("boundaries", b, 1) for b in boundaries]
     if len(marks) != len(schedules) - 1:
         raise ValueError(f"join needs one boundary fewer than schedules: got "
@@ -462,6 +549,8 @@ def warmup(schedule, steps, init=0.0):
     the schedule's first rate, joined to ``schedule`` (which then counts
     from 0). ``schedule`` may be a Schedule or a float."""
     schedule = _as_schedule(schedule, "schedule")
+    if watches_loss(schedule):
+        raise ValueError("reduce_on_plateau cannot be joined to a warm-up")
     n = _count("steps", steps)
     ramp = linear(_real("init", init), schedule(0), n)
     out = join([ramp, schedule], [n])

@@ -188,3 +188,79 @@ def test_the_compiled_loop_takes_the_rates_python_gives(schedule):
     np.testing.assert_array_equal(python.history["learning_rate"][:150], want)
     np.testing.assert_array_equal(compiled.x, python.x)
     assert "join" in repr(schedule) or "multistep" in repr(schedule)
+
+
+@njit(cache=True)
+def _bumpy(x):
+    return 0.5 * (x @ x) + np.sin(5.0 * x[0])
+
+
+@njit(cache=True)
+def _bumpy_grad(x):
+    g = x.copy()
+    g[0] += 5.0 * np.cos(5.0 * x[0])
+    return g
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize("options", [dict(factor=0.5, patience=5, cooldown=2, min_lr=1e-3),
+                                     dict(factor=0.3, patience=3, threshold=0.05,
+                                          threshold_mode="abs")],
+                         ids=["rel-cooldown", "abs"])
+def test_reduce_on_plateau_gives_torchs_rates_for_the_losses_it_saw(compiled, options):
+    """torch's ReduceLROnPlateau, stepped with each loss the run recorded,
+    gives the rates the run used (after each update, the loss at the iterate
+    it started from)."""
+    torch = pytest.importorskip("torch")
+    sched = schedules.reduce_on_plateau(0.1, **options)
+    fun, jac = (_bumpy, _bumpy_grad) if compiled else (lambda x: _bumpy(x),
+                                                       lambda x: _bumpy_grad(x))
+    res = numadam.minimize(fun, np.full(3, 2.0), jac=jac, method="sgd",
+                           options=dict(learning_rate=sched, maxiter=300, gtol=0,
+                                        history="step"))
+    loss, lr = res.history["loss"], res.history["learning_rate"][:300]
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **options)
+    want = []
+    for k in range(300):
+        want.append(opt.param_groups[0]["lr"])
+        theirs.step(float(loss[k]))
+    np.testing.assert_array_equal(lr, want)
+    assert len(set(lr)) > 2                              # it did reduce, more than once
+    assert sched(0) == 0.1                               # the schedule itself is untouched
+
+
+def test_reduce_on_plateau_watches_the_smoothed_loss_alike_in_both_loops():
+    from test_stochastic import _least_squares, ls_fun_nb, ls_jac_nb
+
+    A, b = _least_squares(n=64, d=3, seed=2)
+    kw = dict(args=(A, b), jac=ls_jac_nb)
+    opts = dict(learning_rate=schedules.reduce_on_plateau(0.2, patience=2,
+                                                          threshold=0.01),
+                batch_size=8, epochs=6, seed=1, gtol=0, history="step")
+    compiled = numadam.minimize(ls_fun_nb, np.zeros(3), options=opts, **kw)
+    python = numadam.minimize(ls_fun_nb, np.zeros(3), options=dict(opts, compiled=False),
+                              **kw)
+    rates = compiled.history["learning_rate"][:-1]
+    np.testing.assert_array_equal(rates, python.history["learning_rate"][:-1])
+    assert rates[0] == 0.2 and rates[-1] == pytest.approx(0.02)     # reduced once
+    np.testing.assert_array_equal(compiled.x, python.x)
+
+
+def test_reduce_on_plateau_is_refused_where_no_loss_is_seen():
+    sched = schedules.reduce_on_plateau(0.1)
+    with pytest.raises(ValueError, match=r"reduce_on_plateau watches the loss of a "
+                                         r"numadam.minimize run"):
+        numadam.Optimizer("adam", np.ones(3), learning_rate=sched)
+    opt = numadam.Optimizer("adam", np.ones(3))
+    with pytest.raises(ValueError, match=r"reduce_on_plateau"):
+        opt.param_groups[0]["lr"] = sched
+    for make in (lambda: schedules.warmup(sched, 5),
+                 lambda: schedules.join([0.1, sched], [5])):
+        with pytest.raises(ValueError, match=r"reduce_on_plateau cannot be joined"):
+            make()
+    with pytest.raises(ValueError, match=r"threshold_mode must be"):
+        schedules.reduce_on_plateau(0.1, threshold_mode="percent")
+    with pytest.raises(ValueError, match=r"factor must be < 1"):
+        schedules.reduce_on_plateau(0.1, factor=1.0)
