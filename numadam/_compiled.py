@@ -59,7 +59,7 @@ from ._kernels._jit import package_fingerprint
 from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_OUT, BAD_ROWS
 from ._objective import compile_error, out_message
 from ._sparse import _coalesce
-from .schedules import PLATEAU, Schedule, constant, observe_function, rate_function
+from .schedules import Schedule, constant, observe_function, rate_function
 
 SORTED_UNIQUE = -(2 ** 62)    # _sparse._coalesce: nothing to do
 
@@ -74,7 +74,7 @@ def eligible(objective, setup):
     """Whether the objective and the run can use the compiled loop."""
     if setup.schedule is not None and not isinstance(setup.schedule, Schedule):
         return False          # a Python callable learning rate
-    if setup.batching is not None and not setup.batching.arrays:
+    if setup.batching is not None and not all(setup.batching.is_array):
         return False          # minibatches of scipy.sparse matrices
     if objective.mode == "callable":
         return is_numba_function(objective.fun) and is_numba_function(objective.jac)
@@ -425,7 +425,7 @@ def make_loop(mode, jac_out, sw, batch_key, rate_key, fun_ref, jac_ref, kernel_t
                              fun_ref, jac_ref)
     batch = _batch_function(*batch_key) if batch_key is not None else None
     rate = rate_function(*rate_key)
-    observe = observe_function(rate_key[0]) if PLATEAU in rate_key[0] else None
+    observe = observe_function(rate_key[0])
     if kernel_type is None:
         kernels = register_jitable(_loop.constant_kernels(_loop.rule_kernels(sw)))
         return njit(**_OPTIONS)(_loop.make_iterate(sw, evaluate, batch, rate, kernels,

@@ -18,7 +18,7 @@ import importlib.util
 import numpy as np
 
 from ._arrays import device_copy, is_device_array
-from ._engine import next_rate, plan
+from ._engine import Rates, plan
 from ._kernels import cpu
 from ._state import OptimizerState
 
@@ -65,7 +65,7 @@ def _check_vector(a, n, dtype, what):
         raise ValueError(f"{what} must be C-contiguous")
 
 
-class DeviceEngine:
+class DeviceEngine(Rates):
     """A method's state on the device, bound to the device array ``x``."""
 
     def __init__(self, spec, x, values, lo, hi, state, ck, guarded, track=False,
@@ -151,10 +151,6 @@ class DeviceEngine:
         if gd.shape != (self.n,) or gd.dtype != self.dtype or not gd.is_c_contiguous():
             _check_vector(gd, self.n, self.dtype, what)
         return gd
-
-    def rate(self, lr=None):
-        """The learning rate of the next step (:func:`next_rate`)."""
-        return next_rate(lr, self.schedule, self.aux, self.learning_rate)
 
     def step(self, g, lr, k=0):
         """One update with the device gradient ``g`` (dense, or the ``(idx,

@@ -35,7 +35,7 @@ from ._kernels import sparse as sk
 from ._options import check_rate
 from ._state import OptimizerState, check_state
 
-__all__ = ["Plan", "plan", "Engine", "GroupEngine", "SparseSteps"]
+__all__ = ["Plan", "plan", "Rates", "Engine", "GroupEngine", "SparseSteps"]
 
 
 class Plan(NamedTuple):
@@ -84,7 +84,32 @@ def plan(spec, values, n, dtype, state=None, bounded=False, backup=False):
     return Plan(rule, F, names, off, P, P[H:H + A], init)
 
 
-class Engine:
+def fill_slots(S, init):
+    """Start the host slot rows ``S`` at ``init``: a state's array, or one
+    float per slot (the rows are zero already)."""
+    if isinstance(init, tuple):
+        for k, v in enumerate(init):
+            if v != 0.0:
+                S[k].fill(v)
+    else:
+        S[...] = host_array(init)
+
+
+class Rates:
+    """What every engine does with its learning rate and the sign of its
+    steps; an engine sets ``schedule``, ``aux``, ``learning_rate`` and the
+    gradient block ``G`` of its ``P``."""
+
+    def rate(self, lr=None):
+        """The learning rate of the next step (:func:`next_rate`)."""
+        return next_rate(lr, self.schedule, self.aux, self.learning_rate)
+
+    def set_maximize(self, maximize):
+        """Ascend (True) or descend from the next step on."""
+        self.G[cpu.G_SIGN] = -1.0 if maximize else 1.0
+
+
+class Engine(Rates):
     """A method's state and compiled kernels, bound to the host array ``x``.
 
     ``backup`` keeps the previous iterate in ``W[0]`` (written by the step
@@ -102,12 +127,7 @@ class Engine:
         rule = p.rule
         W = np.zeros((p.off + len(p.names), n), dtype)
         S = W[p.off:]
-        if isinstance(p.init, tuple):
-            for k, v in enumerate(p.init):
-                if v != 0.0:
-                    S[k].fill(v)
-        else:
-            S[...] = host_array(p.init)
+        fill_slots(S, p.init)
         if bounded:
             W[int(backup)] = lo
             W[int(backup) + 1] = hi
@@ -147,10 +167,6 @@ class Engine:
                 self.A = np.zeros_like(x)
                 self.AS = np.array(AS, dtype=np.float64)
 
-    def set_maximize(self, maximize):
-        """Ascend (True) or descend from the next step on."""
-        self.G[cpu.G_SIGN] = -1.0 if maximize else 1.0
-
     def set_flags(self, F):
         """Step with the kernel of flags ``F`` from now on (a hyperparameter
         changed mid-run; the state slots stay the same)."""
@@ -167,10 +183,6 @@ class Engine:
             preload.load(self.kernel, self.x, self.x, self.W, self.P, 1.0)
             self._kernel_ready = True
         return self.kernel
-
-    def rate(self, lr=None):
-        """The learning rate of the next step (:func:`next_rate`)."""
-        return next_rate(lr, self.schedule, self.aux, self.learning_rate)
 
     def state(self, copy):
         """The :class:`OptimizerState` (sharing the arrays unless ``copy``)."""
@@ -251,17 +263,16 @@ class SparseSteps:
         return out
 
 
-class GroupEngine:
+class GroupEngine(Rates):
     """A method's state and one compiled step over several host arrays of
     one dtype (a parameter group; see :mod:`numadam._kernels.group`).
 
     ``xs`` are the arrays, C-contiguous, of any shapes (their memory is
     stepped in place; the gradients come in the same shapes), ``bounds`` a
     ``(lo, hi)`` pair of 1-D arrays of their sizes or None for each,
-    ``states`` an
-    :class:`OptimizerState` or None for each (those given must agree on the
-    step count and running scalars: the group keeps one), ``labels`` the
-    arrays' names in messages. Each array's state is a block of one buffer,
+    ``states`` an :class:`OptimizerState` or None for each (those given must
+    agree on the step count and running scalars: the group keeps one),
+    ``labels`` the arrays' names in messages. Each array's state is a block of one buffer,
     a view of which :meth:`state` hands out.
     """
 
@@ -304,13 +315,7 @@ class GroupEngine:
         start = 0
         for j, m in enumerate(sizes):
             W = self.buffer[rows * start:rows * (start + m)].reshape(rows, m)
-            S = W[p.off:]
-            if states[j] is not None:
-                S[...] = host_array(states[j].S)
-            elif isinstance(p.init, tuple):
-                for r, v in enumerate(p.init):
-                    if v != 0.0:
-                        S[r].fill(v)
+            fill_slots(W[p.off:], p.init if states[j] is None else states[j].S)
             if bounded:
                 lo, hi = bounds[j] if bounds[j] is not None else (-np.inf, np.inf)
                 W[0] = lo
@@ -352,14 +357,6 @@ class GroupEngine:
         for j, x in enumerate(xs):
             self.shapes[j, :x.ndim] = x.shape
         self._addresses = gk.addresses_kernel(dtype.name, tuple(ndims))
-
-    def rate(self, lr=None):
-        """The learning rate of the next step (:func:`next_rate`)."""
-        return next_rate(lr, self.schedule, self.aux, self.learning_rate)
-
-    def set_maximize(self, maximize):
-        """Ascend (True) or descend from the next step on."""
-        self.G[cpu.G_SIGN] = -1.0 if maximize else 1.0
 
     def set_flags(self, F):
         """:meth:`Engine.set_flags` for the group's kernel."""

@@ -46,7 +46,7 @@ from ._kernels import sparse as sk
 from ._objective import first_evaluation_error, out_message, untouched_message
 from ._options import check_rate
 from ._rules import get_rule
-from .schedules import Schedule, observe_function, rate_function, watches_loss
+from .schedules import Schedule, observe_function, rate_function
 
 SUCCESS, MAXITER, NONFINITE, CALLBACK_STOP = 0, 1, 3, 99
 
@@ -533,13 +533,14 @@ def python_loop(sw, engine, objective, control, setup, args):
         # the generator's state before each evaluation, for the state's
         # stream (a continued run evaluates its first iterate again)
         setup.rng_snapshot = [rng.bit_generator.state]
-    watching = watches_loss(setup.schedule)
+    schedule = setup.schedule
     iterate = make_iterate(sw, python_evaluate(objective, control.jac_out,
                                                setup.rng_snapshot, rng),
                            batch,
                            python_rate(setup.schedule, engine.learning_rate),
                            constant_kernels(rule_kernels(sw)),
-                           observe_function(setup.schedule.kinds) if watching else None)
+                           observe_function(schedule.kinds)
+                           if isinstance(schedule, Schedule) else None)
     x = engine.x
     if objective.sparse not in ("lazy", "catchup"):
         engine.dense_kernel()              # loaded from the disk cache, cheaply

@@ -18,7 +18,7 @@ from ._options import (RUN_OPTION_NAMES, TORCH_ALIASES, translate_aliases,
 from ._params import Params
 from ._registry import METHODS, lookup
 from ._sparse import Coalescer, raw_parts
-from ._state import OptimizerState
+from ._state import OptimizerState, running_powers
 from ._statedict import export_group, export_state, import_group, import_state
 from .schedules import watches_loss
 
@@ -264,7 +264,7 @@ class Optimizer:
         self._sparse = None
         self.options = settings[0][0]
         self.aux = units[0].aux
-        self._clip = any(values.get("clip_norm") is not None for values, _ in settings)
+        self._clip = self.options.get("clip_norm") is not None   # not a group's option
         self._R = None
         if self._clip and on_device == {True}:
             from numba import cuda
@@ -307,8 +307,11 @@ class Optimizer:
 
     def _rate(self, learning_rate):
         """The checked learning rate of the next step."""
-        return (self._device if self._device is not None else self._engine).rate(
-            learning_rate)
+        return self._one_engine().rate(learning_rate)
+
+    def _one_engine(self):
+        """The engine of an Optimizer of one array: on the device or the host."""
+        return self._device if self._device is not None else self._engine
 
     def _prepare(self, g, subject="the gradient"):
         """The gradient checked (and coalesced when sparse) for the engine,
@@ -372,7 +375,7 @@ class Optimizer:
         self._engine.G[cpu.G_TOTAL] = total
 
     def _engines(self):
-        return [self._device if self._device is not None else self._engine]
+        return [self._one_engine()]
 
     def _dense_host(self):
         return self._device is None and self._sparse is None
@@ -492,7 +495,7 @@ class Optimizer:
         rule = spec.rule_impl()
         top = dict(given["options"])
         clip = top.pop("clip_norm", None)
-        per_group, ids = [], []
+        per_group, resolved, ids = [], [], []
         for i, group in enumerate(groups):
             where = f"state_dict['param_groups'][{i}]"
             options, numbers = import_group(group, where)
@@ -505,16 +508,17 @@ class Optimizer:
                 raise ValueError(f"{where} clips to clip_norm={loaded_clip!r}, this "
                                  f"Optimizer to {clip!r}: give the same clip_norm")
             options = optimizer_options(spec, options, lead=f"{where} got unknown options")
+            try:
+                resolved.append(spec.resolve(dict(
+                    dict(top, **options) if tree.kind == "groups" else options,
+                    clip_norm=clip)))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{where}: {exc}") from None
             per_group.append(options)
             ids.extend(numbers)
         states = []
         for j, (number, x) in enumerate(zip(ids, tree.leaves)):
-            i = tree.group[j]
-            options = dict(top, **per_group[i]) if tree.kind == "groups" else per_group[0]
-            try:
-                values = spec.resolve(dict(options, clip_norm=clip))
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
+            values = resolved[tree.group[j]]
             entry = state.get(number, state.get(str(number)))
             states.append(import_state(entry, spec, rule, rule.flags(values), values, x,
                                        f"state_dict['state'][{number!r}]"))
@@ -560,8 +564,7 @@ class Optimizer:
     def _state(self, copy):
         if self._units is not None:
             return self._tree.build(self._per_leaf(lambda u: u._leaf_states(copy)))
-        engine = self._device if self._device is not None else self._engine
-        return engine.state(copy)
+        return self._one_engine().state(copy)
 
     def _per_leaf(self, get):
         out = [None] * len(self._tree)
@@ -657,14 +660,13 @@ class ParamGroup(dict):
         hyper = [values[n] for n in rule.hyper]
         # bias corrections from the new betas, as torch.optim computes them
         # at every step: the running powers restart at beta**t
-        names = [name for name, _ in rule.aux]
-        powers = [(j, values[name[:-len("_power")]]) for j, name in enumerate(names)
-                  if name.endswith("_power") and name[:-len("_power")] in given]
+        powers = [(j, values[beta], err) for j, beta, err in running_powers(rule)
+                  if beta in given]
         for e in engines:
-            for j, beta in powers:
+            for j, beta, err in powers:
                 e.aux[j] = beta ** e.aux[0]
-                if names[j + 1:j + 2] == [names[j] + "_error"]:
-                    e.aux[j + 1] = 0.0
+                if err is not None:
+                    e.aux[err] = 0.0
             e.P[:len(hyper)] = hyper
             e.set_maximize(values["maximize"])
             e.learning_rate = values["learning_rate"]

@@ -184,6 +184,16 @@ def check_state(state, spec, F, n, dtype, values=None):
         check_state_values(state, spec, values)
 
 
+def running_powers(rule):
+    """``(j, beta, err)`` for each running power ``beta**t`` among the rule's
+    running scalars: its position in ``aux``, the option it is a power of,
+    and the position of its rounding error (None when it keeps none)."""
+    names = [name for name, _ in rule.aux]
+    return [(j, name[:-len("_power")],
+             j + 1 if names[j + 1:j + 2] == [name + "_error"] else None)
+            for j, name in enumerate(names) if name.endswith("_power")]
+
+
 def check_state_values(state, spec, values):
     """Raise unless the numbers of ``state`` can be those of a run of
     ``spec`` with options ``values``: a whole step count >= 0, finite
@@ -211,11 +221,10 @@ def check_state_values(state, spec, values):
             raise ValueError(f"options['state'] slot {slot!r} must be >= 0 (a running "
                              f"average of squares), got {float(row[i])!r} at coordinate "
                              f"{i}")
-    for j, name in enumerate(names):
-        beta = name[:-len("_power")]
-        if not name.endswith("_power") or beta not in values:
+    for j, beta, err in running_powers(rule):
+        if beta not in values:
             continue
-        got = aux[j] + (aux[j + 1] if names[j + 1:j + 2] == [name + "_error"] else 0.0)
+        got = aux[j] + (aux[err] if err is not None else 0.0)
         want = values[beta] ** t
         if abs(got - want) > 1e-9 * want + 1e-300:
             raise ValueError(f"options['state'] holds {beta}**t = {float(aux[j])!r} at "

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._arrays import host_array
-from ._state import OptimizerState
+from ._state import OptimizerState, running_powers
 
 __all__ = ["export_group", "export_state", "import_group", "import_state",
            "TORCH_ONLY"]
@@ -137,11 +137,11 @@ def import_state(entry, spec, rule, F, values, x, where):
                              f"{given!r}")
     else:
         aux = np.zeros(len(aux_names))
+        for j, beta, _ in running_powers(rule):
+            aux[j] = values[beta] ** step          # rounding errors stay 0
         for j, name in enumerate(aux_names):
             if name == "t":
                 aux[j] = step
-            elif name.endswith("_power"):
-                aux[j] = values[name[:-len("_power")]] ** step
             elif name == "mu_product":
                 if "mu_product" not in entry:
                     raise ValueError(f"{where} has no 'mu_product'")

@@ -8,6 +8,8 @@ loop compiles it, and the two give the same numbers bitwise.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from numba.extending import register_jitable
 
@@ -71,8 +73,6 @@ def streams_at(rs, pos):
     position ``pos`` of its permutation: where the batch of the last
     evaluation starts, so that a continued run evaluates its first iterate
     on that batch, as the uninterrupted run took its next step from it."""
-    import copy
-
     stream = {}
     b = rs.batching
     if b is not None:
@@ -122,7 +122,6 @@ class Batching:
         #: the batch's rows, the batch left in the first entry of an object
         #: array (of the batch size, as the loops read it from any buffer)
         self.is_array = tuple(isinstance(args[p], np.ndarray) for p in self.positions)
-        self.arrays = all(self.is_array)
         self.buffers = tuple(np.empty((batch_size,) + args[p].shape[1:], args[p].dtype)
                              if a else np.empty(batch_size, object)
                              for p, a in zip(self.positions, self.is_array))

@@ -280,16 +280,12 @@ def _plateau_observe(p, metric):
         p[e + 2] = 0.0
 
 
-@register_jitable
-def _no_observe(p, metric):
-    return None
-
-
 def observe_function(kinds):
-    """``observe(p, metric)``: what a schedule of the kinds ``kinds`` does with
-    the loss the run saw, after each update (a :func:`reduce_on_plateau`
-    schedule updates its state in ``p``; the others, nothing)."""
-    return _plateau_observe if PLATEAU in kinds else _no_observe
+    """``observe(p, metric)`` for a schedule of the kinds ``kinds``: what it
+    does with the loss the run saw after each update (a
+    :func:`reduce_on_plateau` schedule updates its state in ``p``); None for
+    schedules that do not watch the loss."""
+    return _plateau_observe if PLATEAU in kinds else None
 
 
 # ------------------------------------------------------------- the data --
