@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import weakref
 
 import numpy as np
@@ -54,9 +55,10 @@ from numba.extending import intrinsic, overload, register_jitable
 
 from . import _loop
 from ._kernels import sparse as sk
+from ._kernels import threads
 from ._kernels._jit import njit as named_njit
 from ._kernels._jit import package_fingerprint
-from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_OUT, BAD_ROWS
+from ._loop import BAD_GRADIENT, BAD_INDEX, BAD_OUT, BAD_ROWS, SLICE
 from ._objective import compile_error, out_message
 from ._sparse import _coalesce
 from .schedules import Schedule, constant, observe_function, rate_function
@@ -64,6 +66,12 @@ from .schedules import Schedule, constant, observe_function, rate_function
 SORTED_UNIQUE = -(2 ** 62)    # _sparse._coalesce: nothing to do
 
 _OPTIONS = dict(error_model="numpy", nogil=True)
+
+#: The length of a compiled loop's slice, and of a probe's (ns).
+SLICE_NS = 20_000_000
+PROBE_NS = 1_000_000
+
+_clock = time.perf_counter_ns
 
 
 def is_numba_function(f):
@@ -514,12 +522,28 @@ def compiled_loop(sw, engine, objective, control, setup, args):
     jac = objective.jac if objective.mode == "callable" else None
     functions = (None if control.compiled == "inline" else
                  objective_functions(objective, control, args, batching, xv, G[0]))
-    if functions is None:
-        # compiled='inline', or functions with explicit signatures only:
-        # a loop for this objective and rule alone, which calls them directly
-        iterate = make_loop(objective.mode, control.jac_out, sw, batch_key, rate_key,
-                            objective.fun, jac, None)
-        return iterate, G, schedule.params, np.zeros((4, 3), np.int64)
+    loops = []
+    # one loop for serial or forced parallel kernels, two to choose from by
+    # measure (sw.parallel None)
+    for par in ((False, True) if sw.parallel is None else (sw.parallel,)):
+        swp = sw._replace(parallel=par, sparse_from=sw.sparse_from if par else -1)
+        if functions is None:
+            # compiled='inline', or functions with explicit signatures only:
+            # a loop for this objective and rule alone, which calls them directly
+            loops.append((make_loop(objective.mode, control.jac_out, swp, batch_key,
+                                    rate_key, objective.fun, jac, None),
+                          np.zeros((4, 3), np.int64)))
+        else:
+            loops.append(shared_loop(objective, control, swp, engine, G, batch_key,
+                                     rate_key, functions))
+    elements = engine.x.shape[0] + sum(a.size for a in args if isinstance(a, np.ndarray))
+    slices = Slices(loops, sw.parallel, elements)
+    return slices, G, schedule.params, loops[0][1]
+
+
+def shared_loop(objective, control, sw, engine, G, batch_key, rate_key, functions):
+    """The loop every rule and objective of the same signature shares, and
+    the addresses ``fns`` of ``fun``, ``jac`` and the rule's kernels."""
     (fun_t, fun_at), jac = functions
     jac_t, jac_at = jac if jac is not None else (None, (0, 0, 0))
     kernel_t, kernel_at = kernel_functions(sw, engine, G)
@@ -529,7 +553,68 @@ def compiled_loop(sw, engine, objective, control, setup, args):
     fns = np.zeros((4, 3), np.int64)
     fns[0], fns[1] = fun_at, jac_at
     fns[2:2 + len(kernel_at)] = kernel_at
-    return iterate, G, schedule.params, fns
+    return iterate, fns
+
+
+class Slices:
+    """The compiled ``iterate`` run in slices of about :data:`SLICE_NS`, as
+    :func:`numadam._loop.run` calls ``iterate``.
+
+    Between slices Python serves signals (Ctrl-C) and, with two loops
+    (serial and parallel kernels, ``parallel`` None), the slices choose
+    between them by their measured time per step
+    (:class:`numadam._kernels.threads.Adaptive`: probes of about
+    :data:`PROBE_NS`). The first slice's length assumes a nanosecond per
+    element of x and of the arrays in ``args`` per step; the next ones
+    follow the measured time. ``loops`` holds ``(iterate, fns)`` pairs.
+    """
+
+    def __init__(self, loops, parallel, elements):
+        self.fns = [f for _, f in loops]
+        if len(loops) == 2:
+            self.choice = threads.Adaptive(loops[0][0], loops[1][0])
+            self.forms = self.choice.forms
+        else:
+            self.choice = None
+            self.forms = (threads.forced(loops[0][0]) if parallel else loops[0][0],)
+        self.per = float(max(elements, 1))
+        self.length = self._length()
+        self.first_end = self.length
+
+    def _length(self):
+        probing = self.choice is not None and self.choice.probing
+        return int(min(max((PROBE_NS if probing else SLICE_NS) / self.per, 1), 2 ** 40))
+
+    def __call__(self, rs, state, resume, fns):
+        choice = self.choice
+        while True:
+            k0 = state.k
+            i, counted = choice.pick() if choice is not None else (0, True)
+            locked = False
+            if i == 1:
+                locked = threads.PARALLEL_LOCK.acquire(False)
+                if not locked:
+                    choice.lost()
+                    i, counted = 0, False
+            end = k0 + self.length
+            if rs.slice_end != end:
+                rs = rs._replace(slice_end=end)
+            try:
+                t = _clock()
+                event, state = self.forms[i](rs, state, resume, self.fns[i])
+                dt = _clock() - t
+            finally:
+                if locked:
+                    threads.PARALLEL_LOCK.release()
+            steps = state.k - k0
+            if steps > 0:
+                self.per = dt / steps
+                if choice is not None:
+                    choice.record(i, self.per, counted)
+                self.length = self._length()
+            if event != SLICE:
+                return event, state
+            resume = 0
 
 
 def run(engine, objective, control, callback, setup):

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import host_array
-from ._kernels import cpu, preload
+from ._kernels import cpu, preload, threads
 from ._kernels import group as gk
 from ._kernels import sparse as sk
 from ._options import check_rate
@@ -150,8 +150,9 @@ class Engine(Rates):
         self.G = p.P[K:K + NG]
         self.names = p.names
         self.F = p.F
-        self.parallel = cpu.use_parallel(n, parallel, rule.name, dtype)
-        self.kernel = cpu.step_kernel(rule.name, p.F, self.parallel)
+        self.mode = cpu.parallel_mode(n, parallel, rule.name, dtype)
+        self.kernel = self._step_kernel(p.F)
+        self.sum_squares = None         # made when first needed, as the steps run
         self._kernel_ready = False
         self.A = None
         self.AS = None
@@ -171,8 +172,18 @@ class Engine(Rates):
         """Step with the kernel of flags ``F`` from now on (a hyperparameter
         changed mid-run; the state slots stay the same)."""
         self.F = F
-        self.kernel = cpu.step_kernel(self.rule_name, F, self.parallel)
+        self.kernel = self._step_kernel(F)
+        self.sum_squares = None
         self._kernel_ready = False
+
+    def _step_kernel(self, F):
+        return threads.choose(lambda par: cpu.step_kernel(self.rule_name, F, par),
+                              self.mode)
+
+    @property
+    def parallel(self):
+        """Whether the steps run the parallel kernel now."""
+        return threads.runs_parallel(self.kernel)
 
     def dense_kernel(self):
         """The dense step kernel, made ready from Numba's on-disk cache on
@@ -180,7 +191,8 @@ class Engine(Rates):
         dense step from Python (the compiled loop, sparse steps) skip the
         cache look-up, which costs more than a small compiled run."""
         if not self._kernel_ready:
-            preload.load(self.kernel, self.x, self.x, self.W, self.P, 1.0)
+            for kernel in threads.dispatchers(self.kernel):
+                preload.load(kernel, self.x, self.x, self.W, self.P, 1.0)
             self._kernel_ready = True
         return self.kernel
 
@@ -226,10 +238,16 @@ class SparseSteps:
         self.backup = backup
         args = (engine.rule_name, engine.F)
         make = sk.lazy_kernel if mode == "lazy" else sk.catchup_kernel
-        self.kernels = {p: make(*args, p, engine.bounded, backup) for p in (False, True)}
-        self.flushes = {p: sk.flush_kernel(*args, p, engine.bounded, backup)
-                        for p in (False, True)}
-        self.densify = sk.densify_kernel(engine.parallel)
+        flush = sk.flush_kernel
+        # large sets of touched values: as the dense steps run (measured,
+        # forced or serial); small ones serial unless parallel is forced
+        wide = threads.choose(lambda par: make(*args, par, engine.bounded, backup),
+                              engine.mode)
+        small = wide if engine.mode else make(*args, False, engine.bounded, backup)
+        self.kernels = {False: small, True: wide}
+        self.flush_kernel = threads.choose_like(
+            wide, lambda par: flush(*args, par, engine.bounded, backup))
+        self.densify = threads.choose_like(wide, sk.densify_kernel)
         self.use_parallel = lambda size: cpu.use_parallel(size, None, engine.rule_name,
                                                           engine.x.dtype)
         self.last = None
@@ -252,8 +270,7 @@ class SparseSteps:
     def flush(self):
         """Catch-up: bring every row up to the last step (at the end)."""
         if self.mode == "catchup" and self.last is not None:
-            par = self.use_parallel(self.x.shape[0])
-            self.flushes[par](self.x, self.engine.W, self.engine.P, self.last, self.r)
+            self.flush_kernel(self.x, self.engine.W, self.engine.P, self.last, self.r)
             return True
         return False
 
@@ -349,9 +366,10 @@ class GroupEngine(Rates):
         self.schedule = values.get("learning_rate_schedule")
         K, NG = cpu.gradient_block(p.rule.name)
         self.G = p.P[K:K + NG]
-        self.parallel = cpu.use_parallel(n, parallel, p.rule.name, dtype)
-        self.kernel = gk.group_step_kernel(p.rule.name, F, self.parallel, dtype.name)
-        self.sum_squares = gk.group_sum_squares(dtype.name, self.parallel)
+        self.mode = cpu.parallel_mode(n, parallel, p.rule.name, dtype)
+        self.kernel = self._step_kernel(F)
+        self.sum_squares = threads.choose_like(
+            self.kernel, lambda par: gk.group_sum_squares(dtype.name, par))
         ndims = [x.ndim for x in xs]
         self.shapes = np.zeros((k, max(ndims, default=0) + 1), np.int64)
         for j, x in enumerate(xs):
@@ -361,8 +379,17 @@ class GroupEngine(Rates):
     def set_flags(self, F):
         """:meth:`Engine.set_flags` for the group's kernel."""
         self.F = F
-        self.kernel = gk.group_step_kernel(self.rule_name, F, self.parallel,
-                                           self.dtype.name)
+        self.kernel = self._step_kernel(F)
+
+    def _step_kernel(self, F):
+        return threads.choose(lambda par: gk.group_step_kernel(self.rule_name, F, par,
+                                                               self.dtype.name),
+                              self.mode)
+
+    @property
+    def parallel(self):
+        """Whether the steps run the parallel kernel now."""
+        return threads.runs_parallel(self.kernel)
 
     def point(self, grads):
         """Put the addresses of the tuple ``grads`` in the table, when they

@@ -41,7 +41,7 @@ from scipy.optimize import OptimizeResult
 
 from . import _stochastic as st
 from ._engine import SparseSteps
-from ._kernels import cpu, preload
+from ._kernels import cpu, preload, threads
 from ._kernels import sparse as sk
 from ._objective import first_evaluation_error, out_message, untouched_message
 from ._options import check_rate
@@ -152,6 +152,7 @@ NEED_EPOCH = -3
 BAD_INDEX = -4
 BAD_ROWS = -5
 BAD_OUT = -6
+SLICE = -7
 GTOL, FTOL, XTOL = 10, 11, 12
 
 #: What a run reads and does not rebind: the engine's arrays (``G`` holds
@@ -159,12 +160,17 @@ GTOL, FTOL, XTOL = 10, 11, 12
 #: arguments and the minibatch buffers, the schedule's parameters ``SP``,
 #: the smoothed tests' state ``TS`` and ``RB``, the history ``H``, the
 #: iterate average ``A`` with its scalars ``AS``, the sparse coalescing
-#: scratch ``mark``/``where``, catch-up's ``last``, and the run's constants
-#: (``aux_at``: where in ``P`` the rule keeps its step count).
+#: scratch ``mark``/``where``, catch-up's ``last``, the run's constants
+#: (``aux_at``: where in ``P`` the rule keeps its step count), and the step
+#: count at which ``iterate`` returns the SLICE event (the compiled loop runs
+#: in slices: :class:`numadam._compiled.Slices`).
 Run = namedtuple("Run", (
     "x", "xv", "G", "W", "P", "args", "bufs", "perm", "SP", "TS", "RB", "H", "A", "AS",
     "mark", "where", "last", "gtol", "ftol", "xtol", "maxiter", "every", "smoothing",
-    "patience", "aux_at"))
+    "patience", "aux_at", "slice_end"))
+
+#: ``slice_end`` of a run that is not sliced.
+NO_SLICES = 2 ** 62
 
 #: Where a run stands between two calls of ``iterate``: the step count, the
 #: row of ``G`` holding the current gradient, the evaluations made, the
@@ -178,8 +184,9 @@ State = namedtuple("State", (
 
 #: What ``iterate`` is specialised on besides the hooks: the rule and its
 #: flags (read by :func:`rule_kernels` only), whether dense kernels run in
-#: parallel, the number of touched values from which sparse kernels do (-1:
-#: never), and the run's switches.
+#: parallel (True, False, or None: as measured, in the Python loop), the
+#: number of touched values from which sparse kernels do (-1: never), and the
+#: run's switches.
 Switches = namedtuple("Switches", (
     "rule_name", "F", "parallel", "sparse_from", "bounded", "batched", "sparse_mode",
     "plain", "history", "averaging"))
@@ -187,9 +194,10 @@ Switches = namedtuple("Switches", (
 
 def parallel_from(n, parallel, rule_name, dtype):
     """From how many touched values the sparse kernels of a run of ``n``
-    coordinates use their parallel form: 0 always (``parallel=True``), -1
-    never (``parallel=False``, or ``n`` below the rule's threshold), else
-    the rule's threshold (:func:`numadam._kernels.cpu.use_parallel`)."""
+    coordinates use their parallel form, for the engine's ``parallel``
+    (:func:`numadam._kernels.cpu.parallel_mode`): 0 always (True), -1 never
+    (False), else (None, measured) the rule's threshold
+    (:func:`numadam._kernels.cpu.use_parallel`)."""
     if parallel is not None:
         return 0 if parallel else -1
     f64, f32 = get_rule(rule_name).parallel_threshold
@@ -209,6 +217,40 @@ def rule_kernels(sw):
     return (cpu.step_kernel(sw.rule_name, sw.F, sw.parallel),)
 
 
+def fixed_passes(sw):
+    """The ``passes`` hook of :func:`make_iterate` for ``sw``: dense passes
+    parallel with ``sw.parallel``, sparse ones from ``sw.sparse_from``
+    touched values (always with 0)."""
+    def passes(make, large):
+        if sw.sparse_mode in ("lazy", "catchup"):
+            return make(large or sw.sparse_from == 0)
+        return make(sw.parallel)
+    return passes
+
+
+def following_passes(kernels):
+    """The ``passes`` hook of the Python loop: each pass runs as the step
+    kernel it goes with runs (``kernels``: :func:`python_kernels`), serial,
+    forced parallel, or following a measured choice
+    (:mod:`numadam._kernels.threads`)."""
+    def passes(make, large):
+        return threads.choose_like(kernels[-1] if large else kernels[0], make)
+    return passes
+
+
+def python_kernels(sw, engine):
+    """The rule's step kernels of the Python loop, as :func:`rule_kernels`
+    gives them, run as ``engine.mode`` says
+    (:func:`numadam._kernels.threads.choose`)."""
+    if sw.sparse_mode in ("lazy", "catchup"):
+        make = sk.lazy_kernel if sw.sparse_mode == "lazy" else sk.catchup_kernel
+        wide = threads.choose(lambda par: make(sw.rule_name, sw.F, par, sw.bounded, True),
+                              engine.mode)
+        small = wide if engine.mode else make(sw.rule_name, sw.F, False, sw.bounded, True)
+        return (small, wide)
+    return (engine.dense_kernel(),)
+
+
 def constant_kernels(kernels):
     """A ``kernels`` hook of :func:`make_iterate` that returns ``kernels``
     (:func:`rule_kernels`), closure constants."""
@@ -225,7 +267,7 @@ def constant_kernels(kernels):
     return sparse
 
 
-def make_iterate(sw, evaluate, batch, rate, kernels, observe=None):
+def make_iterate(sw, evaluate, batch, rate, kernels, observe=None, passes=None):
     """``iterate(run, state, resume, fns) -> (event, state)``: steps from
     ``state`` until an event (a status of the run, or one of the events
     above).
@@ -254,7 +296,12 @@ def make_iterate(sw, evaluate, batch, rate, kernels, observe=None):
       it (:func:`numadam.schedules.reduce_on_plateau`; None: nothing);
     - ``kernels(fns)``: the rule's step kernels, as :func:`rule_kernels`
       gives them (closure constants, or first-class functions found from
-      ``fns``, so that one compiled loop serves every rule).
+      ``fns``, so that one compiled loop serves every rule);
+    - ``passes(make, large)``: the kernel ``make(parallel)`` builds for the
+      loop's other passes over the arrays (gradient norm, change, restore,
+      average), run as the dense step (or, ``large``, the sparse step of
+      many touched values) runs: :func:`fixed_passes` (closure constants)
+      by default, :func:`following_passes` in the Python loop.
 
     Written in the subset of Python that Numba compiles: plain Python runs
     it with Python hooks, ``numba.njit`` compiles it with compiled ones.
@@ -266,22 +313,23 @@ def make_iterate(sw, evaluate, batch, rate, kernels, observe=None):
     smoothed_tests = st.smoothed_tests
     average_weight = st.average_weight
     isfinite = math.isfinite
-    gnorm = cpu.grad_norm_kernel(sw.parallel)
+    if passes is None:
+        passes = fixed_passes(sw)
+    gnorm = passes(cpu.grad_norm_kernel, True)
     # sparse kernels: serial, and parallel from sw.sparse_from touched values
     # (both compiled in only when the run can reach that size)
     sparse_from = sw.sparse_from
     both = sparse_from > 0
-    wide = sparse_from == 0
     if is_sparse:
-        schange, schange_p = (sk.change_kernel(p) for p in (wide, True))
-        srestore, srestore_p = (sk.restore_kernel(p) for p in (wide, True))
-        snorm, snorm_p = (cpu.grad_norm_kernel(p) for p in (wide, True))
+        schange, schange_p = (passes(sk.change_kernel, p) for p in (False, True))
+        srestore, srestore_p = (passes(sk.restore_kernel, p) for p in (False, True))
+        snorm, snorm_p = (passes(cpu.grad_norm_kernel, p) for p in (False, True))
         change = None
     else:
         schange = schange_p = srestore = srestore_p = None
         snorm = snorm_p = None
-        change = cpu.change_kernel(sw.parallel)
-    average = cpu.average_kernel(sw.parallel) if averaging else None
+        change = passes(cpu.change_kernel, True)
+    average = passes(cpu.average_kernel, True) if averaging else None
     observing = observe is not None
     if not observing:
         observe = _no_observe
@@ -306,6 +354,7 @@ def make_iterate(sw, evaluate, batch, rate, kernels, observe=None):
         xtol = run.xtol
         P = run.P
         maxiter = run.maxiter
+        slice_end = run.slice_end
         xprev = W[0]
         aux_at = run.aux_at
         steps = kernels(fns)
@@ -328,6 +377,9 @@ def make_iterate(sw, evaluate, batch, rate, kernels, observe=None):
         event = 0
         while True:
             if resume == 0:
+                if k >= slice_end:
+                    event = SLICE
+                    break
                 if batched:
                     if pos >= perm.shape[0]:
                         event = NEED_EPOCH
@@ -534,17 +586,20 @@ def python_loop(sw, engine, objective, control, setup, args):
         # stream (a continued run evaluates its first iterate again)
         setup.rng_snapshot = [rng.bit_generator.state]
     schedule = setup.schedule
+    kernels = python_kernels(sw, engine)
     iterate = make_iterate(sw, python_evaluate(objective, control.jac_out,
                                                setup.rng_snapshot, rng),
                            batch,
                            python_rate(setup.schedule, engine.learning_rate),
-                           constant_kernels(rule_kernels(sw)),
+                           constant_kernels(kernels),
                            observe_function(schedule.kinds)
-                           if isinstance(schedule, Schedule) else None)
+                           if isinstance(schedule, Schedule) else None,
+                           following_passes(kernels))
     x = engine.x
     if objective.sparse not in ("lazy", "catchup"):
-        engine.dense_kernel()              # loaded from the disk cache, cheaply
-        preload.load(cpu.grad_norm_kernel(sw.parallel), x)
+        # loaded from the disk cache, cheaply
+        for par in {False, engine.mode is not False}:
+            preload.load(cpu.grad_norm_kernel(par), x)
     G = ([np.zeros_like(x), np.zeros_like(x)] if control.jac_out else [None, None])
     # the schedule's parameters, a fresh array: reduce_on_plateau keeps its
     # state there
@@ -580,8 +635,8 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     batching = setup.batching
     args = tuple(objective.args)
     sparse_mode = objective.sparse
-    sw = Switches(engine.rule_name, engine.F, engine.parallel,
-                  parallel_from(n, control.parallel, engine.rule_name, dtype),
+    sw = Switches(engine.rule_name, engine.F, engine.mode,
+                  parallel_from(n, engine.mode, engine.rule_name, dtype),
                   engine.bounded,
                   batching is not None, sparse_mode,
                   setup.smoothing == 0.0 and setup.patience == 1,
@@ -658,7 +713,8 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
              batching.perm if batching is not None else np.zeros(0, np.int64), SP, TS,
              RB, H, A, engine.AS, mark, where, last, control.gtol, control.ftol,
              control.xtol, maxiter, every, setup.smoothing, setup.patience,
-             cpu.layout(engine.rule_name, engine.bounded, True)[1])
+             cpu.layout(engine.rule_name, engine.bounded, True)[1],
+             getattr(iterate, "first_end", NO_SLICES))
     state = State(0, 0, 1, batching.pos if batching is not None else 0,
                   every if every > 0 else -1, co.stamp if sparse_mode is not None else 0,
                   f, math.nan, gi, gv, empty_idx, empty_val, empty_idx, empty_val)

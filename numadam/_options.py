@@ -278,8 +278,10 @@ COMMON_OPTIONS = (
     Option("disp", False, "Show a progress bar (tqdm, if installed) and print "
            "scipy's summary when the run ends.", kind="level"),
     Option("parallel", None, "Use the parallel (``prange``) kernels: True, "
-           "False, or None to decide by size (the size of x for dense steps, the "
-           "number of touched values for sparse ones).", kind="switch"),
+           "False, or None: serial below a size (of x for dense steps, the number "
+           "of touched values for sparse ones) from which the parallel ones can "
+           "win, and above it the faster as measured during the run (see "
+           ":ref:`performance`).", kind="switch"),
     Option("state", None, "An :class:`~numadam.OptimizerState` from an earlier "
            "result (``res.state``) to continue that run exactly (checked against "
            "the method and x0 before the first evaluation).", kind="object"),

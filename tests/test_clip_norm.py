@@ -390,10 +390,10 @@ def test_compiled_loop_clips_bitwise_the_python_loop():
 
 def test_an_optimizer_of_several_arrays_clips_by_their_global_norm():
     rng = np.random.default_rng(11)
-    sizes = [3, 5000, 7]            # one compiled call, its parallel kernel by size
+    sizes = [3, 5000, 7]            # one compiled call, its parallel kernel
     xs = [rng.standard_normal(s) for s in sizes]
     parts = [x.copy() for x in xs]
-    opt = numadam.Optimizer("adam", parts, clip_norm=1.0, parallel=None)
+    opt = numadam.Optimizer("adam", parts, clip_norm=1.0, parallel=True)
     assert opt.parallel == [True] * 3 and "sizes=[3, 5000, 7]" in repr(opt)
     refs = [Reference("adam", x) for x in xs]
     for k in range(6):

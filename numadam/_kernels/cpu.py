@@ -29,6 +29,7 @@ from .._rules import NC, Rule, get_rule, round_scalars, scalar_tuple
 from .._rules import _math as rule_math
 from .._rules._math import clip
 from ._jit import njit
+from .threads import usable_cpus
 
 _JIT = dict(cache=True, error_model="numpy", nogil=True)
 
@@ -45,6 +46,19 @@ def use_parallel(n, parallel=None, rule=None, dtype=np.float64):
                     else Rule._field_defaults["parallel_threshold"])
         return n >= (f32 if np.dtype(dtype) == np.float32 else f64)
     return bool(parallel)
+
+
+def parallel_mode(n, parallel=None, rule=None, dtype=np.float64):
+    """How the kernels of an array of ``n`` elements run: True (parallel,
+    forced), False (serial: forced, below twice the size from which the
+    parallel kernel wins on an idle machine, where the gain would not pay for
+    measuring, or with one usable CPU) or None (measured:
+    :class:`numadam._kernels.threads.Adaptive`)."""
+    if parallel is not None:
+        return bool(parallel)
+    if usable_cpus() < 2 or not use_parallel(n // 2, None, rule, dtype):
+        return False
+    return None
 
 
 @functools.cache
