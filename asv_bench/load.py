@@ -37,11 +37,12 @@ import time
 
 import numba
 
+from numadam._kernels.threads import usable_cpus  # the threads of numadam's kernels
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks.common import arrays  # noqa: E402  (the asv suite's helpers)
 from benchmarks.load import (  # noqa: E402
-    compile_kernels, competitors, interleaved_times, median_p95_us, numadam_step, torch_step,
-    usable_cpus)
+    compile_kernels, competitors, interleaved_times, median_p95_us, numadam_step, torch_step)
 
 KINDS = ["default", "serial", "parallel", "torch"]
 MEDIAN_TARGET = 1.2

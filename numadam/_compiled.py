@@ -566,17 +566,17 @@ class Slices:
     (:class:`numadam._kernels.threads.Adaptive`: probes of about
     :data:`PROBE_NS`). The first slice's length assumes a nanosecond per
     element of x and of the arrays in ``args`` per step; the next ones
-    follow the measured time. ``loops`` holds ``(iterate, fns)`` pairs.
+    follow the measured time. ``loops`` holds ``(iterate, fns)`` pairs; the
+    ``fns`` the driver passes are not used.
     """
 
     def __init__(self, loops, parallel, elements):
-        self.fns = [f for _, f in loops]
-        if len(loops) == 2:
-            self.choice = threads.Adaptive(loops[0][0], loops[1][0])
-            self.forms = self.choice.forms
+        forms = [functools.partial(_slice, loop, fns) for loop, fns in loops]
+        if len(forms) == 2:
+            self.choice = threads.Adaptive(*forms, dispatchers=tuple(it for it, _ in loops))
         else:
             self.choice = None
-            self.forms = (threads.forced(loops[0][0]) if parallel else loops[0][0],)
+            self.form = threads.Forced(forms[0]) if parallel else forms[0]
         self.per = float(max(elements, 1))
         self.length = self._length()
         self.first_end = self.length
@@ -589,23 +589,15 @@ class Slices:
         choice = self.choice
         while True:
             k0 = state.k
-            i, counted = choice.pick() if choice is not None else (0, True)
-            locked = False
-            if i == 1:
-                locked = threads.PARALLEL_LOCK.acquire(False)
-                if not locked:
-                    choice.lost()
-                    i, counted = 0, False
             end = k0 + self.length
             if rs.slice_end != end:
                 rs = rs._replace(slice_end=end)
-            try:
+            if choice is None:
                 t = _clock()
-                event, state = self.forms[i](rs, state, resume, self.fns[i])
+                event, state = self.form(rs, state, resume)
                 dt = _clock() - t
-            finally:
-                if locked:
-                    threads.PARALLEL_LOCK.release()
+            else:
+                i, counted, (event, state), dt = choice.timed(rs, state, resume)
             steps = state.k - k0
             if steps > 0:
                 self.per = dt / steps
@@ -615,6 +607,11 @@ class Slices:
             if event != SLICE:
                 return event, state
             resume = 0
+
+
+def _slice(iterate, fns, rs, state, resume):
+    """One slice of ``iterate`` with its own addresses ``fns``."""
+    return iterate(rs, state, resume, fns)
 
 
 def run(engine, objective, control, callback, setup):

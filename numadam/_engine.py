@@ -96,9 +96,23 @@ def fill_slots(S, init):
 
 
 class Rates:
-    """What every engine does with its learning rate and the sign of its
-    steps; an engine sets ``schedule``, ``aux``, ``learning_rate`` and the
-    gradient block ``G`` of its ``P``."""
+    """What every engine does with its learning rate, the sign of its steps
+    and the norm of its gradients; an engine sets ``schedule``, ``aux``,
+    ``learning_rate``, the gradient block ``G`` of its ``P``, its step
+    ``kernel`` and the factory ``sum_squares_kernel(parallel)`` of its
+    gradients' sum of squares."""
+
+    _sum_squares = (None, None)
+
+    def sum_squares(self, g):
+        """``sum(g**2)`` in float64 with the function the step kernels'
+        first pass uses, run as the steps run
+        (:func:`numadam._kernels.threads.choose_like`)."""
+        kernel, run = self._sum_squares
+        if kernel is not self.kernel:
+            run = threads.choose_like(self.kernel, self.sum_squares_kernel)
+            self._sum_squares = (self.kernel, run)
+        return run(g)
 
     def rate(self, lr=None):
         """The learning rate of the next step (:func:`next_rate`)."""
@@ -152,7 +166,6 @@ class Engine(Rates):
         self.F = p.F
         self.mode = cpu.parallel_mode(n, parallel, rule.name, dtype)
         self.kernel = self._step_kernel(p.F)
-        self.sum_squares = None         # made when first needed, as the steps run
         self._kernel_ready = False
         self.A = None
         self.AS = None
@@ -173,17 +186,39 @@ class Engine(Rates):
         changed mid-run; the state slots stay the same)."""
         self.F = F
         self.kernel = self._step_kernel(F)
-        self.sum_squares = None
         self._kernel_ready = False
 
     def _step_kernel(self, F):
         return threads.choose(lambda par: cpu.step_kernel(self.rule_name, F, par),
                               self.mode)
 
+    @staticmethod
+    def sum_squares_kernel(parallel):
+        return cpu.sum_squares_kernel(parallel)
+
     @property
     def parallel(self):
         """Whether the steps run the parallel kernel now."""
         return threads.runs_parallel(self.kernel)
+
+    _sparse_kernels = (None, None)
+
+    def sparse_kernels(self, mode, backup):
+        """``(small, wide)``: the lazy or catch-up (``mode``) step kernels for
+        few and for many touched values (:func:`numadam._kernels.cpu.use_parallel`
+        of their number): the wide one as the dense steps run (measured,
+        forced or serial), the small one serial unless parallel is forced.
+        Made once for the engine's flags, so that whoever steps and flushes
+        follows one measured choice."""
+        key = (mode, backup, self.F)
+        if self._sparse_kernels[0] != key:
+            make = sk.lazy_kernel if mode == "lazy" else sk.catchup_kernel
+            args = (self.rule_name, self.F)
+            wide = threads.choose(lambda par: make(*args, par, self.bounded, backup),
+                                  self.mode)
+            small = wide if self.mode else make(*args, False, self.bounded, backup)
+            self._sparse_kernels = (key, (small, wide))
+        return self._sparse_kernels[1]
 
     def dense_kernel(self):
         """The dense step kernel, made ready from Numba's on-disk cache on
@@ -237,16 +272,10 @@ class SparseSteps:
         self.x = engine.x
         self.backup = backup
         args = (engine.rule_name, engine.F)
-        make = sk.lazy_kernel if mode == "lazy" else sk.catchup_kernel
-        flush = sk.flush_kernel
-        # large sets of touched values: as the dense steps run (measured,
-        # forced or serial); small ones serial unless parallel is forced
-        wide = threads.choose(lambda par: make(*args, par, engine.bounded, backup),
-                              engine.mode)
-        small = wide if engine.mode else make(*args, False, engine.bounded, backup)
+        small, wide = engine.sparse_kernels(mode, backup)
         self.kernels = {False: small, True: wide}
         self.flush_kernel = threads.choose_like(
-            wide, lambda par: flush(*args, par, engine.bounded, backup))
+            wide, lambda par: sk.flush_kernel(*args, par, engine.bounded, backup))
         self.densify = threads.choose_like(wide, sk.densify_kernel)
         self.use_parallel = lambda size: cpu.use_parallel(size, None, engine.rule_name,
                                                           engine.x.dtype)
@@ -368,8 +397,6 @@ class GroupEngine(Rates):
         self.G = p.P[K:K + NG]
         self.mode = cpu.parallel_mode(n, parallel, p.rule.name, dtype)
         self.kernel = self._step_kernel(F)
-        self.sum_squares = threads.choose_like(
-            self.kernel, lambda par: gk.group_sum_squares(dtype.name, par))
         ndims = [x.ndim for x in xs]
         self.shapes = np.zeros((k, max(ndims, default=0) + 1), np.int64)
         for j, x in enumerate(xs):
@@ -385,6 +412,9 @@ class GroupEngine(Rates):
         return threads.choose(lambda par: gk.group_step_kernel(self.rule_name, F, par,
                                                                self.dtype.name),
                               self.mode)
+
+    def sum_squares_kernel(self, parallel):
+        return gk.group_sum_squares(self.dtype.name, parallel)
 
     @property
     def parallel(self):

@@ -243,11 +243,7 @@ def python_kernels(sw, engine):
     gives them, run as ``engine.mode`` says
     (:func:`numadam._kernels.threads.choose`)."""
     if sw.sparse_mode in ("lazy", "catchup"):
-        make = sk.lazy_kernel if sw.sparse_mode == "lazy" else sk.catchup_kernel
-        wide = threads.choose(lambda par: make(sw.rule_name, sw.F, par, sw.bounded, True),
-                              engine.mode)
-        small = wide if engine.mode else make(sw.rule_name, sw.F, False, sw.bounded, True)
-        return (small, wide)
+        return engine.sparse_kernels(sw.sparse_mode, True)
     return (engine.dense_kernel(),)
 
 

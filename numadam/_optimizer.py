@@ -11,7 +11,7 @@ import numpy as np
 from ._arrays import host_array, is_device_array
 from ._device_engine import DeviceEngine, as_numba, flat_values, load_cuda
 from ._engine import Engine, GroupEngine, SparseSteps
-from ._kernels import cpu, threads
+from ._kernels import cpu
 from ._objective import dense_gradient
 from ._options import (RUN_OPTION_NAMES, TORCH_ALIASES, translate_aliases,
                        unknown_option_message)
@@ -60,11 +60,12 @@ class Optimizer:
         :meth:`load_state_dict` continues from a state dict instead.
     parallel : bool, optional
         Force the parallel (True) or serial (False) kernel. By default the
-        serial one runs below a size from which the parallel one can win
-        (about 4,000 elements for the adaptive methods in float64, counted
-        over a group's arrays), and above it the faster of the two as
-        measured in the first steps and again when the machine's load
-        changes (see :ref:`performance`); one usable CPU means serial.
+        serial one runs below twice the size from which the parallel one
+        wins on an idle machine (so below about 8,000 elements for the
+        adaptive methods in float64, counted over a group's arrays), and
+        above it the faster of the two as measured in the first steps and
+        again when the machine's load changes (see :ref:`performance`); one
+        usable CPU means serial.
     sparse : {'lazy', 'catchup'}, optional
         Take sparse gradients (see :ref:`guide-sparse`): only the coordinates
         with a gradient are updated; 'catchup' first replays the skipped
@@ -371,10 +372,7 @@ class Optimizer:
         the function the step kernels' first pass uses (host arrays)."""
         if self._sparse is not None:
             return cpu.sum_squares(g[1])
-        e = self._engine
-        if e.sum_squares is None:
-            e.sum_squares = threads.choose_like(e.kernel, cpu.sum_squares_kernel)
-        return e.sum_squares(g)
+        return self._engine.sum_squares(g)
 
     def _set_total(self, total):
         self._engine.G[cpu.G_TOTAL] = total

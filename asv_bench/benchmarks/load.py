@@ -30,13 +30,6 @@ while True: pass
 """
 
 
-def usable_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def start_competitors(k, settle=0.25):
     """Start ``k`` busy processes; return them once they are running."""
     procs = []

@@ -157,24 +157,27 @@ def parallel_form(kernel):
     return _with_threads(kernel, threads)
 
 
-def forced(kernel):
+class Forced:
     """A parallel kernel forced by ``parallel=True``: it waits for another
     thread's parallel kernel to end (:data:`PARALLEL_LOCK`)."""
-    run = parallel_form(kernel)
 
-    def call(*args):
+    __slots__ = ("run", "dispatchers")
+
+    def __init__(self, kernel):
+        self.run = parallel_form(kernel)
+        self.dispatchers = (kernel,)
+
+    def __call__(self, *args):
         with PARALLEL_LOCK:
-            return run(*args)
-    call.dispatchers = (kernel,)
-    return call
+            return self.run(*args)
 
 
 def choose(make, parallel):
     """The kernel ``make(parallel)`` builds, for ``parallel`` True (forced:
-    :func:`forced`), False (serial) or None (measured: :class:`Adaptive`)."""
+    :class:`Forced`), False (serial) or None (measured: :class:`Adaptive`)."""
     if parallel is None:
         return Adaptive(make(False), make(True))
-    return forced(make(True)) if parallel else make(False)
+    return Forced(make(True)) if parallel else make(False)
 
 
 def choose_like(kernel, make):
@@ -182,7 +185,7 @@ def choose_like(kernel, make):
     :func:`choose`) runs: following an :class:`Adaptive` one's choice."""
     if isinstance(kernel, Adaptive):
         return kernel.follow(make(False), make(True))
-    return forced(make(True)) if hasattr(kernel, "dispatchers") else make(False)
+    return Forced(make(True)) if isinstance(kernel, Forced) else make(False)
 
 
 def dispatchers(kernel):
@@ -194,28 +197,30 @@ def runs_parallel(kernel):
     """Whether ``kernel`` (from :func:`choose`) runs its parallel form now."""
     if isinstance(kernel, Adaptive):
         return kernel.current == 1
-    return hasattr(kernel, "dispatchers")
+    return isinstance(kernel, Forced)
 
 
 class Adaptive:
     """The serial kernel ``serial`` or the parallel ``parallel`` (the same
     arguments), whichever measured faster lately; see the module's notes.
+    ``dispatchers`` are the Numba functions they call (by default
+    themselves): a form's first call, which may start Numba's threads, is
+    not timed, once per process for each.
 
     Called as the kernels are. :meth:`follow` gives a pair of other kernels
     run in the same form (the loops' norm, change and average passes).
-    :meth:`pick` and :meth:`record` serve work timed by the caller (the
-    compiled loop's slices, timed per step).
+    :meth:`timed` and :meth:`record` serve work whose time the caller scales
+    (the compiled loop's slices, timed per step).
     """
 
     __slots__ = ("forms", "current", "limit", "left", "slow", "order", "times",
-                 "best", "probes", "probing", "hopeless", "backoff", "dispatchers")
+                 "best", "probing", "hopeless", "backoff", "dispatchers")
 
-    def __init__(self, serial, parallel):
-        self.dispatchers = (serial, parallel)
+    def __init__(self, serial, parallel, dispatchers=None):
+        self.dispatchers = dispatchers or (serial, parallel)
         self.forms = (serial, parallel_form(parallel))
         self.current = 0
         self.slow = 0
-        self.probes = 0
         self.limit = math.inf
         self.left = 0
         self.order = []
@@ -236,7 +241,7 @@ class Adaptive:
         return self.current == 1
 
     def _start(self):
-        order = [-1 - i for i, k in enumerate(self.forms) if k not in _warm]
+        order = [-1 - i for i, k in enumerate(self.dispatchers) if k not in _warm]
         for _ in range(SAMPLES):
             order += [0, 1]
         self.order = order
@@ -245,28 +250,31 @@ class Adaptive:
         self.times = ([], [])
         self.best = math.inf
         self.slow = 0
-        self.probes += 1
 
     def __call__(self, *args):
-        if self.probing:
-            i, counted = self.pick()
-        else:
-            i, counted = self.current, True
-        if i == 0:
-            t = _clock()
-            r = self.forms[0](*args)
-        elif PARALLEL_LOCK.acquire(False):
-            try:
-                t = _clock()
-                r = self.forms[1](*args)
-            finally:
-                PARALLEL_LOCK.release()
-        else:
-            # another thread runs a parallel kernel: serial, not timed
-            self.lost()
-            return self.forms[0](*args)
-        self.record(i, _clock() - t, counted)
+        i, counted, r, dt = self.timed(*args)
+        self.record(i, dt, counted)
         return r
+
+    def timed(self, *args):
+        """Run the form :meth:`pick` gives on ``args``: ``(form, counted,
+        result, ns)``. When the parallel form is picked but another thread's
+        parallel kernel runs, the serial form runs instead, not counted."""
+        i, counted = self.pick()
+        if i == 1:
+            if not PARALLEL_LOCK.acquire(False):
+                self.lost()
+                i, counted = 0, False
+            else:
+                try:
+                    t = _clock()
+                    r = self.forms[1](*args)
+                    return 1, counted, r, _clock() - t
+                finally:
+                    PARALLEL_LOCK.release()
+        t = _clock()
+        r = self.forms[0](*args)
+        return 0, counted, r, _clock() - t
 
     def pick(self):
         """``(form, counted)``: the form to run next, and whether its time
@@ -287,7 +295,7 @@ class Adaptive:
     def record(self, i, dt, counted=True):
         """Form ``i`` took ``dt`` ns (per unit of work)."""
         if not counted:
-            _warm.add(self.forms[i])
+            _warm.add(self.dispatchers[i])
             if self.probing and not self.order:
                 self._decide()
             return
