@@ -511,8 +511,6 @@ def compiled_loop(sw, engine, objective, control, setup, args):
     signature for the loop's arguments (explicit signatures only), the loop
     is compiled for this objective alone and calls it directly."""
     batching = setup.batching
-    batch_key = ((len(args), batching.positions, batching.gathers)
-                 if batching is not None else None)
     schedule = setup.schedule if setup.schedule is not None else constant(
         engine.learning_rate)
     G = np.zeros((2, engine.x.shape[0]), engine.x.dtype)
@@ -522,22 +520,31 @@ def compiled_loop(sw, engine, objective, control, setup, args):
     jac = objective.jac if objective.mode == "callable" else None
     functions = (None if control.compiled == "inline" else
                  objective_functions(objective, control, args, batching, xv, G[0]))
+    # the step's kernels and the minibatch gathers run serial, parallel
+    # (forced), or as measured (None): one loop when both are forced or
+    # serial, else a serial and a parallel one to choose from, slice by slice
+    step_mode = sw.parallel
+    gather_mode = batching.mode if batching is not None else False
+    measured = step_mode is None or gather_mode is None
     loops = []
-    # one loop for serial or forced parallel kernels, two to choose from by
-    # measure (sw.parallel None)
-    for par in ((False, True) if sw.parallel is None else (sw.parallel,)):
+    for v in ((False, True) if measured else (None,)):
+        par = step_mode if step_mode is not None else v
+        gathers_par = gather_mode if gather_mode is not None else v
         swp = sw._replace(parallel=par, sparse_from=sw.sparse_from if par else -1)
+        batch_key = ((len(args), batching.positions, batching.gather_kernels(gathers_par))
+                     if batching is not None else None)
         if functions is None:
             # compiled='inline', or functions with explicit signatures only:
             # a loop for this objective and rule alone, which calls them directly
-            loops.append((make_loop(objective.mode, control.jac_out, swp, batch_key,
-                                    rate_key, objective.fun, jac, None),
-                          np.zeros((4, 3), np.int64)))
+            iterate = make_loop(objective.mode, control.jac_out, swp, batch_key,
+                                rate_key, objective.fun, jac, None)
+            fns = np.zeros((4, 3), np.int64)
         else:
-            loops.append(shared_loop(objective, control, swp, engine, G, batch_key,
-                                     rate_key, functions))
+            iterate, fns = shared_loop(objective, control, swp, engine, G, batch_key,
+                                       rate_key, functions)
+        loops.append((iterate, fns, bool(par or gathers_par)))
     elements = engine.x.shape[0] + sum(a.size for a in args if isinstance(a, np.ndarray))
-    slices = Slices(loops, sw.parallel, elements)
+    slices = Slices(loops, elements)
     return slices, G, schedule.params, loops[0][1]
 
 
@@ -566,17 +573,22 @@ class Slices:
     (:class:`numadam._kernels.threads.Adaptive`: probes of about
     :data:`PROBE_NS`). The first slice's length assumes a nanosecond per
     element of x and of the arrays in ``args`` per step; the next ones
-    follow the measured time. ``loops`` holds ``(iterate, fns)`` pairs; the
+    follow the measured time. ``loops`` holds ``(iterate, fns, parallel)``
+    triples, serial first, ``parallel`` telling whether the loop runs
+    parallel kernels (then it holds :data:`~numadam._kernels.threads.PARALLEL_LOCK`:
+    waiting for it unless it is the measured choice's parallel form); the
     ``fns`` the driver passes are not used.
     """
 
-    def __init__(self, loops, parallel, elements):
-        forms = [functools.partial(_slice, loop, fns) for loop, fns in loops]
+    def __init__(self, loops, elements):
+        forms = [functools.partial(_slice, it, fns) for it, fns, _ in loops]
+        first = threads.Forced(forms[0]) if loops[0][2] else forms[0]
         if len(forms) == 2:
-            self.choice = threads.Adaptive(*forms, dispatchers=tuple(it for it, _ in loops))
+            self.choice = threads.Adaptive(first, forms[1],
+                                           dispatchers=tuple(it for it, _, _ in loops))
         else:
             self.choice = None
-            self.form = threads.Forced(forms[0]) if parallel else forms[0]
+            self.form = first
         self.per = float(max(elements, 1))
         self.length = self._length()
         self.first_end = self.length

@@ -108,7 +108,7 @@ class Batching:
     divide ``N`` the last batch of an epoch is smaller.
     """
 
-    def __init__(self, args, positions, batch_size, rng):
+    def __init__(self, args, positions, batch_size, rng, parallel=None):
         self.positions = tuple(positions)
         args = tuple(_rows_form(a) if p in self.positions else a
                      for p, a in enumerate(args))
@@ -125,17 +125,31 @@ class Batching:
         self.buffers = tuple(np.empty((batch_size,) + args[p].shape[1:], args[p].dtype)
                              if a else np.empty(batch_size, object)
                              for p, a in zip(self.positions, self.is_array))
-        from ._kernels import cpu
+        from ._kernels import cpu, threads
 
-        self.parallel = sum(b.nbytes for b, a in zip(self.buffers, self.is_array)
-                            if a) >= cpu.GATHER_PARALLEL_BYTES
-        self.gathers = tuple(cpu.gather_kernel(args[p].ndim, self.parallel)
-                             if a else take_rows
-                             for p, a in zip(self.positions, self.is_array))
+        #: how the gathers run, as the option ``parallel`` says (True, False,
+        #: or None: measured from a batch's size on, else serial)
+        if parallel is None:
+            big = sum(b.nbytes for b, a in zip(self.buffers, self.is_array)
+                      if a) >= cpu.GATHER_PARALLEL_BYTES
+            parallel = None if big and threads.usable_cpus() > 1 else False
+        self.mode = parallel
+        self.ndims = tuple(args[p].ndim if a else 0
+                           for p, a in zip(self.positions, self.is_array))
+        self.gathers = tuple(threads.choose(lambda par, d=d: cpu.gather_kernel(d, par),
+                                            parallel) if a else take_rows
+                             for d, a in zip(self.ndims, self.is_array))
         self.perm = np.empty(0, np.int64)
         self.pos = 0
         #: the permutation and position come from a state to continue
         self.restored = False
+
+    def gather_kernels(self, parallel):
+        """The Numba gather kernels, serial or ``parallel`` (the compiled
+        loop's, whose sliced arguments are NumPy arrays)."""
+        from ._kernels import cpu
+
+        return tuple(cpu.gather_kernel(d, parallel) for d in self.ndims)
 
     def new_epoch(self):
         self.perm = self.rng.permutation(self.n).astype(np.int64)
@@ -350,7 +364,7 @@ def setup_run(control, args):
     maxiter = control.maxiter
     if batch_size is not None:
         positions = choose_batched(args, control.batch_args)
-        rs.batching = Batching(args, positions, batch_size, batch_rng)
+        rs.batching = Batching(args, positions, batch_size, batch_rng, control.parallel)
         args = rs.batching.args            # scipy.sparse ones in CSR form
         if control.epochs is not None:
             maxiter = control.epochs * rs.batching.batches_per_epoch

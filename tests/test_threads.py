@@ -265,3 +265,35 @@ def test_lock_is_free_after_runs():
         t.join()
     assert len(done) == 3 and len(set(done)) == 1
     assert not threads.PARALLEL_LOCK.locked()
+
+
+@njit
+def least_squares_fg(w, X, y):
+    r = X @ w - y
+    return 0.5 * np.dot(r, r) / X.shape[0], X.T @ r / X.shape[0]
+
+
+def test_minibatch_gathers_follow_the_option():
+    from numadam._stochastic import Batching
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2000, 40))
+    y = rng.standard_normal(2000)
+    kinds = {p: Batching((X, y), (0, 1), 256, np.random.default_rng(0), p).gathers
+             for p in (None, True, False)}
+    if threads.usable_cpus() > 1:
+        assert isinstance(kinds[None][0], threads.Adaptive)   # 80 KB a batch
+    assert all(isinstance(g, threads.Forced) for g in kinds[True])
+    assert not any(isinstance(g, (threads.Adaptive, threads.Forced)) for g in kinds[False])
+    small = Batching((X, y), (0, 1), 8, np.random.default_rng(0), None).gathers
+    assert not any(isinstance(g, (threads.Adaptive, threads.Forced)) for g in small)
+    # the same batches and steps whichever way the gathers and steps run, in
+    # both loops
+    runs = [numadam.minimize(fg, np.zeros(40), args=(X, y), jac=True, method="adam",
+                             options=dict(batch_size=256, epochs=3, seed=5,
+                                          parallel=p, gtol=0))
+            for fg in (least_squares_fg, least_squares_fg.py_func)
+            for p in (None, False, True)]
+    for r in runs[1:]:
+        np.testing.assert_allclose(r.x, runs[0].x, rtol=1e-13, atol=1e-15)
+        assert r.nit == runs[0].nit == 3 * 8
