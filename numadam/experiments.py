@@ -252,10 +252,11 @@ def sparse_comparison(epochs=20, batch_size=128, seed=0, method="adam",
     per_epoch = -(-idx.shape[0] // batch_size)
     curves = {}
     for mode in ("dense", "lazy", "catchup"):
-        losses = [logistic_ell_sparse_fg(np.zeros(n), *args)[0]]
+        losses = [logistic_ell_sparse_fg(_readonly(np.zeros(n)), *args)[0]]
 
         def record(intermediate_result):
-            losses.append(logistic_ell_sparse_fg(intermediate_result.x, *args)[0])
+            losses.append(logistic_ell_sparse_fg(_readonly(intermediate_result.x),
+                                                 *args)[0])
 
         res = minimize(logistic_ell_sparse_fg, np.zeros(n), args=args, jac=True,
                        method=method, callback=record,
@@ -343,6 +344,14 @@ def mlp_ell_fg(w, idx, val, y, lam, Hn, C, d):
 
 # --------------------------------------------------------------- models --
 
+def _readonly(w):
+    """A read-only view of ``w``: the models are then called with the array
+    type ``minimize`` passes, and compiled for one type of parameters."""
+    v = np.asarray(w).view()
+    v.flags.writeable = False
+    return v
+
+
 @dataclass
 class Model:
     """A model bound to a data set: ``fg(w, *args)`` for ``jac=True``."""
@@ -356,7 +365,7 @@ class Model:
     predict: object
 
     def loss(self, w):
-        return self.fg(w, *self.args)[0]
+        return self.fg(_readonly(w), *self.args)[0]
 
     def accuracy(self, w):
         inputs, labels = self.test_args[:-1], self.test_args[-1]

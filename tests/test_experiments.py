@@ -123,3 +123,19 @@ def test_compare_command_prints_a_table_and_writes_the_plot(tmp_path):
         loss, acc, ms = (float(v) for v in row.split()[-3:])
         assert 0 < loss < 2.5 and 0.5 < acc <= 1.0 and ms > 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_losses_are_taken_at_read_only_parameters():
+    # the type minimize passes its objective, so that a model compiles once
+    from dataclasses import replace
+
+    model = experiments.logistic(experiments.digits())
+    seen = []
+
+    def fg(w, *args):
+        seen.append(w.flags.writeable)
+        return model.fg(w, *args)
+
+    loss = replace(model, fg=fg).loss(model.x0.copy())
+    assert seen == [False]
+    assert loss == model.fg(model.x0, *model.args)[0]
