@@ -545,7 +545,7 @@ def compiled_loop(sw, engine, objective, control, setup, args):
         loops.append((iterate, fns, bool(par or gathers_par)))
     elements = engine.x.shape[0] + sum(a.size for a in args if isinstance(a, np.ndarray))
     slices = Slices(loops, elements)
-    return slices, G, schedule.params, loops[0][1]
+    return slices, G, schedule.params, loops[0][1], slices.prepare
 
 
 def shared_loop(objective, control, sw, engine, G, batch_key, rate_key, functions):
@@ -581,6 +581,7 @@ class Slices:
     """
 
     def __init__(self, loops, elements):
+        self.loops = loops
         forms = [functools.partial(_slice, it, fns) for it, fns, _ in loops]
         first = threads.Forced(forms[0]) if loops[0][2] else forms[0]
         if len(forms) == 2:
@@ -592,6 +593,12 @@ class Slices:
         self.per = float(max(elements, 1))
         self.length = self._length()
         self.first_end = self.length
+
+    def prepare(self, rs, state, resume):
+        """The loops, with the arguments of their first call (the loop hook's
+        ``prepare``)."""
+        rs = rs._replace(slice_end=self.first_end)
+        return [(it, (rs, state, resume, fns)) for it, fns, _ in self.loops]
 
     def _length(self):
         probing = self.choice is not None and self.choice.probing

@@ -123,8 +123,17 @@ class Progress:
             self.bar = tqdm(total=total, desc=method, unit="step", leave=True,
                             dynamic_ncols=True)
 
+    def phase(self, text):
+        """Show what the run does before its first step (compiling)."""
+        if self.bar is not None:
+            self.bar.set_description_str(f"{self.method}: {text}...")
+        else:
+            print(f"  {self.method}: {text}...", flush=True)
+
     def update(self, k, f):
         if self.bar is not None:
+            if self.shown == 0:
+                self.bar.set_description_str(self.method, refresh=False)
             if self.shown == 0 and k > 0:
                 # the first steps carry the one-off compilation or cache
                 # loads: the bar's clock, rate and ETA start after them
@@ -592,16 +601,21 @@ def python_loop(sw, engine, objective, control, setup, args):
                            if isinstance(schedule, Schedule) else None,
                            following_passes(kernels))
     x = engine.x
-    if objective.sparse not in ("lazy", "catchup"):
-        # loaded from the disk cache, cheaply
-        for par in {False, engine.mode is not False}:
-            preload.load(cpu.grad_norm_kernel(par), x)
     G = ([np.zeros_like(x), np.zeros_like(x)] if control.jac_out else [None, None])
     # the schedule's parameters, a fresh array: reduce_on_plateau keeps its
     # state there
     SP = (setup.schedule.params if isinstance(setup.schedule, Schedule)
           else np.zeros(0))
-    return iterate, G, SP, None
+
+    def prepare(rs, state, resume):
+        # the dense step and gradient norm kernels in the forms the run may
+        # take, for their first arguments
+        if objective.sparse in ("lazy", "catchup"):
+            return []
+        return ([(d, (x, x, engine.W, engine.P, 1.0))
+                 for d in threads.dispatchers(kernels[0])] +
+                [(cpu.grad_norm_kernel(par), (x,)) for par in {False, engine.mode is not False}])
+    return iterate, G, SP, None, prepare
 
 
 # ---------------------------------------------------------------- driver --
@@ -610,8 +624,11 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     """Drive ``engine`` from its current ``x`` until a test ends the run.
 
     ``loop(switches, engine, objective, control, setup, args) -> (iterate, G,
-    SP, fns)`` gives the iteration: :func:`python_loop`, or the compiled one of
-    :mod:`numadam._compiled`. Returns a dict with x, fun, jac, nit, status,
+    SP, fns, prepare)`` gives the iteration: :func:`python_loop`, or the
+    compiled one of :mod:`numadam._compiled`; ``prepare(run, state, resume)``
+    lists the Numba functions the run calls first, with their arguments, to be
+    loaded or compiled before the first step (a phase of its own in the
+    progress bar). Returns a dict with x, fun, jac, nit, status,
     message, and the history records; x is the engine's own array, left at
     the last iterate.
     """
@@ -637,7 +654,7 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
                   batching is not None, sparse_mode,
                   setup.smoothing == 0.0 and setup.patience == 1,
                   setup.history is not None, engine.A is not None)
-    iterate, G, SP, fns = loop(sw, engine, objective, control, setup, args)
+    iterate, G, SP, fns, prepare = loop(sw, engine, objective, control, setup, args)
     RB = _buffer((setup.patience + 1,), "patience", setup.patience,
                  "the smoothed tests' window")
     by_epochs = control.epochs is not None
@@ -717,6 +734,13 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     # resume: 0 draws and evaluates the next iterate, 1 goes on with the
     # evaluated iterate k, 2 with iterate k after its callback
     resume = 1
+    # compilation is a phase of its own, before the first step
+    missing = [(d, a) for d, a in prepare(rs, state, resume) if not preload.load(d, *a)]
+    if missing:
+        if progress is not None:
+            progress.phase("compiling kernels")
+        for d, a in missing:
+            preload.compile_for(d, *a)
     status = message = None
     while True:
         event, state = iterate(rs, state, resume, fns)

@@ -615,6 +615,32 @@ def test_disp_without_tqdm_prints_progress_lines(capsys, monkeypatch):
     assert "Iterations: 300" in out
 
 
+def test_compilation_is_a_phase_of_its_own_not_steps(capsys, monkeypatch):
+    import sys
+
+    from numba import njit
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+
+    @njit
+    def fg(x):                       # a new function: its loop compiles
+        return 0.5 * np.dot(x, x), x.copy()
+
+    options = {"disp": True, "maxiter": 20, "gtol": 0, "compiled": "inline"}
+    with pytest.warns(OptimizeWarning, match="Maximum number of iterations"):
+        numadam.minimize(fg, np.ones(3), jac=True, options=options)
+    lines = capsys.readouterr().out.splitlines()
+    # the phase comes before any step, and is said once
+    assert lines[0] == "  adam: compiling kernels..."
+    assert sum("compiling" in line for line in lines) == 1
+    assert lines[1].startswith("  adam: step")
+    with pytest.warns(OptimizeWarning, match="Maximum number of iterations"):
+        numadam.minimize(fg, np.ones(3), jac=True, options=options)
+    out = capsys.readouterr().out
+    assert "compiling" not in out and "adam: step        20/20" in out
+
+
 def test_quiet_by_default(capsys):
     A, b = _least_squares()
     numadam.minimize(ls_fun, np.zeros(5), args=(A, b), jac=ls_jac, options={"maxiter": 50})

@@ -28,13 +28,15 @@ def _light_refresh(ctx):
 
 
 def load(dispatcher, *args):
-    """Make ``dispatcher`` ready for ``args`` from the on-disk cache, cheaply."""
+    """Make ``dispatcher`` ready for ``args`` from the on-disk cache, cheaply;
+    return whether it is ready (False: its first call compiles, or this
+    could not tell)."""
     try:
-        if dispatcher._cache is None or not dispatcher._can_compile:
-            return
         sig = tuple(dispatcher.typeof_pyval(a) for a in args)
         if sig in dispatcher.overloads:
-            return
+            return True
+        if dispatcher._cache is None or not dispatcher._can_compile:
+            return False
         with global_compiler_lock:
             ctx = dispatcher.targetctx
             ctx.refresh = lambda: _light_refresh(ctx)
@@ -43,9 +45,16 @@ def load(dispatcher, *args):
             finally:
                 del ctx.refresh
             if cres is None or cres.objectmode:
-                return
+                return False
             dispatcher._cache_hits[sig] += 1
             ctx.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
             dispatcher.add_overload(cres)
+            return True
     except Exception:  # pragma: no cover - any failure: Numba's usual path
-        return
+        return False
+
+
+def compile_for(dispatcher, *args):
+    """Compile ``dispatcher`` for ``args`` now (or load it from the disk
+    cache, as its first call would)."""
+    dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
