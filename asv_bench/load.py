@@ -10,9 +10,10 @@ float64 adam step is timed step by step: numadam's default choice of kernel
 measured), the serial and the parallel kernel forced (after warm-up steps),
 and torch.optim.Adam(fused=True) (foreach where fused is not supported on the
 CPU) with as many threads as usable CPUs. The kinds take turns, one step
-each, so that all see the same load, for about ``--seconds`` each (30 to
-2,000 steps); the tables give the median and the 95th percentile per step,
-and the default's over the better forced kernel's median. The targets
+each in an order shuffled every round, so that all see the same load, for
+about ``--seconds`` each (30 to 2,000 steps); the tables give the median and
+the 95th percentile per step, and the default's over the better forced
+kernel's median, and the mean (the time a run spends per step). The targets
 checked at the end:
 
 * default median <= 1.2 x the better forced median, at every N and K;
@@ -88,7 +89,8 @@ def measure(kinds, x, g, seconds):
     out = {}
     for kind, times in interleaved_times(steps, seconds, 30, 2000).items():
         med, p95 = median_p95_us(times)
-        out[kind] = {"median_us": med, "p95_us": p95, "steps": len(times)}
+        out[kind] = {"median_us": med, "p95_us": p95, "mean_us": float(times.mean()) / 1e3,
+                     "steps": len(times)}
     return out
 
 
@@ -104,6 +106,10 @@ def print_table(k, rows):
         print(f"{n:>10d} {r['default']['median_us']:12.1f} {r['default']['p95_us']:12.1f} "
               f"{r['serial']['median_us']:11.1f} {r['parallel']['median_us']:12.1f} "
               f"{torch_med} {r['median_ratio']:9.2f} {r['p95_ratio']:9.2f}")
+    print("means (the time a run spends per step): " + "; ".join(
+        f"N={n}: " + ", ".join(f"{kind} {v['mean_us']:.1f}" for kind, v in r.items()
+                               if isinstance(v, dict) and "mean_us" in v)
+        for n, r in rows.items()))
 
 
 def check(name, figures, limit, strict=False):

@@ -124,20 +124,26 @@ def step_times(step, seconds, min_steps, max_steps):
     return times
 
 
-def interleaved_times(steps, seconds, min_steps, max_steps):
+def interleaved_times(steps, seconds, min_steps, max_steps, seed=0):
     """Time the calls of the ``steps`` (a dict of name: step) in turn, one
-    call of each per round, so that all see the same load, for about
-    ``seconds`` per step but at least ``min_steps`` and at most
-    ``max_steps`` rounds; return the times in nanoseconds by name."""
+    call of each per round in an order shuffled each round (a step that
+    follows a parallel one may find its threads still spinning: shuffled,
+    that falls on every step alike), so that all see the same load, for about
+    ``seconds`` per step but at least ``min_steps`` and at most ``max_steps``
+    rounds; return the times in nanoseconds by name."""
     clock = time.perf_counter_ns
     names = list(steps)
+    order = np.arange(len(names))
+    rng = np.random.default_rng(seed)
     times = np.empty((len(names), max_steps), np.int64)
     budget = int(seconds * len(names) * 1e9)
     start = clock()
     for i in range(max_steps):
-        for j, name in enumerate(names):
+        rng.shuffle(order)
+        for j in order:
+            step = steps[names[j]]
             t = clock()
-            steps[name]()
+            step()
             times[j, i] = clock() - t
         if i + 1 >= min_steps and clock() - start >= budget:
             return {name: times[j, :i + 1] for j, name in enumerate(names)}

@@ -15,13 +15,14 @@ counted, it may start Numba's threads), keeps the faster, and probes again
   busy: three such steps), and
 - after enough steps that the probe's cost is a small share of the time
   spent (the load may have gone: 2% of the kernel's time at most, and at
-  most 0.1 s of it between probes, longer while probes keep finding the
+  most 0.4 s of it between probes, longer while probes keep finding the
   parallel steps collapsed).
 
-A form that is far slower than the other twice in a probe is not timed
-again in that probe. While a probe found parallel steps collapsing in
-the last second, a new :class:`Adaptive` starts serial and probes later, so
-that many short runs on a busy machine do not each pay for a probe.
+A form that is far slower than the other twice in a probe (once, when the
+last probe found it so too) is not timed again in that probe. While a probe
+found parallel steps collapsing in the last second, a new :class:`Adaptive`
+starts serial and probes later, so that many short runs on a busy machine do
+not each pay for a probe.
 
 Parallel kernels run one thread at a time in this process
 (:data:`PARALLEL_LOCK`): a thread that finds the lock taken runs the serial
@@ -52,7 +53,8 @@ PARALLEL_LOCK = threading.Lock()
 SAMPLES = 3
 #: A parallel form is kept only when its median beats the serial one's by this.
 MARGIN = 0.95
-#: Counted calls this many times the best so far end a form's probe.
+#: Counted calls this many times the best so far end a form's probe (one
+#: when the last probe found the parallel form collapsed too).
 HOPELESS = 4.0
 HOPELESS_CALLS = 2
 #: A parallel step is slow beyond ``SLOW * typical + SLACK_NS``.
@@ -66,7 +68,7 @@ BUDGET = 50
 LEAST_STEPS = 64
 #: At most this much kernel time between probes (ns), doubled for each probe
 #: in a row that finds parallel steps collapsed, up to 16 times.
-MOST_NS = 100_000_000
+MOST_NS = 400_000_000
 #: A probe that saw parallel steps collapse makes new kernels start serial
 #: for this long (ns).
 COLLAPSE_MEMORY_NS = 1_000_000_000
@@ -303,7 +305,7 @@ class Adaptive:
             self.times[i].append(dt)
             if dt > HOPELESS * self.best:
                 self.hopeless[i] += 1
-                if self.hopeless[i] >= HOPELESS_CALLS:
+                if self.hopeless[i] >= (1 if self.backoff > 1 else HOPELESS_CALLS):
                     # far slower than the other form: no more samples of it
                     self.order = [j for j in self.order if j != i]
             else:
