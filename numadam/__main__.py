@@ -68,7 +68,7 @@ def _compare(args):
           f"{args.epochs} epochs, minibatches of {args.batch_size}, seed {args.seed}")
     rows, _ = experiments.run_comparison(
         problems=args.problem, methods=args.methods, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, out=args.out,
+        batch_size=args.batch_size, seed=args.seed, out=args.out or None,
         compiled=args.compiled)
     header = (f"{'model':<34} {'method':<8} {'train loss':>11} {'test acc':>9} "
               f"{'ms/epoch':>9}")

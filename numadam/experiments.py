@@ -500,7 +500,7 @@ def run_comparison(problems=("digits-logistic", "digits-mlp", "bow-logistic"),
                              test_accuracy=model.accuracy(res.x),
                              ms_per_epoch=1e3 * elapsed / epochs))
             curves[model.name, method] = np.array(losses)
-    if out is not None:
+    if out:
         plot_curves(curves, out)
     return rows, curves
 

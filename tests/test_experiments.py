@@ -125,6 +125,16 @@ def test_compare_command_prints_a_table_and_writes_the_plot(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_compare_with_an_empty_out_writes_no_plot(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "numadam", "compare", "--problem", "digits-logistic",
+         "--methods", "adam", "--epochs", "1", "--out", ""],
+        capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "digits logistic regression" in proc.stdout
+    assert "plot" not in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_model_losses_are_taken_at_read_only_parameters():
     # the type minimize passes its objective, so that a model compiles once
     from dataclasses import replace
