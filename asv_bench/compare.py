@@ -58,7 +58,7 @@ import numadam
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmarks.common import (  # noqa: E402  (the asv suite's helpers)
-    arrays, embedding_gradients, logreg_data, logreg_functions,
+    arrays, cpu_model, embedding_gradients, logreg_data, logreg_functions,
     adam_rosen2_by_hand, adam_rosen2_chain, optax_logreg_epoch, rosen2, rosen2_der,
     rosen2_der_out, same_bytes, same_bytes_rows)
 
@@ -396,8 +396,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import platform
 
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs")
     print(f"numadam {numadam.__version__}, numpy {np.__version__}, "
-          f"python {platform.python_version()}, {os.cpu_count()} CPUs")
+          f"python {platform.python_version()}")
     targets = {"a": target_a, "b": target_b, "c": target_c, "d": target_d,
                "e": target_e, "f": target_f}
     for key in args.only:

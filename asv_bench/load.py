@@ -29,7 +29,6 @@ environment and with NUMBA_NUM_THREADS=1 (target: the ratio of wall times
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -41,7 +40,7 @@ import numba
 from numadam._kernels.threads import usable_cpus  # the threads of numadam's kernels
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmarks.common import arrays  # noqa: E402  (the asv suite's helpers)
+from benchmarks.common import arrays, cpu_model  # noqa: E402  (the asv suite's helpers)
 from benchmarks.load import (  # noqa: E402
     compile_kernels, competitors, interleaved_times, median_p95_us, numadam_step, torch_step)
 
@@ -51,17 +50,6 @@ P95_TARGET = 2.0
 COMPARE_TARGET = 1.3
 COMPARE_ARGS = ["compare", "--out", ""]
 COMPARE_SHORT = ["--methods", "adam", "--epochs", "5"]
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def threading_layer():

@@ -224,3 +224,18 @@ def mlp_arrays(width, dtype="float64", seed=0):
     grads = [(rng.standard_normal(s) * 1e-3).astype(dtype) for s in shapes]
     n = sum(p.size for p in params)
     return params, grads, arrays(n, dtype, seed)
+
+
+def cpu_model():
+    """The CPU's model name (Linux ``/proc/cpuinfo``), for the figures'
+    headers."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
