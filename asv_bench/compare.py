@@ -3,8 +3,9 @@
     python asv_bench/compare.py [--rounds 15] [--only a b c d] [--markdown]
 
 Every comparison runs in this one process, interleaved: each round times
-every contender once, and the figures reported are medians over the rounds,
-with the median of the per-round ratios. Shared, noisy machines move absolute
+every contender once, in an order shuffled from round to round, and the
+figures reported are medians over the rounds, with the median of the
+per-round ratios. Shared, noisy machines move absolute
 times by tens of percent from minute to minute; ratios taken within a round
 move far less.
 
@@ -67,6 +68,20 @@ ROSEN_N_STEPS = 100_000
 
 def _median_ratio(rows, a, b):
     return statistics.median(r[a] / r[b] for r in rows)
+
+
+_order = np.random.default_rng(0)
+
+
+def _round(contenders, measure):
+    """One round: ``measure(fn)`` of every contender, in an order shuffled
+    each round (a contender that runs after a parallel one may find that
+    one's threads still spinning: shuffled, that falls on all alike)."""
+    names = list(contenders)
+    got = {}
+    for j in _order.permutation(len(names)):
+        got[names[j]] = measure(contenders[names[j]])
+    return {k: got[k] for k in names}
 
 
 def _timeit(fn, inner=1):
@@ -133,7 +148,7 @@ def target_a(rounds):
     contenders["optax (jit, fori_loop)"] = lambda: jax.block_until_ready(optax_run(jx0))
     for fn in contenders.values():
         fn()
-    rows = [{k: _timeit(fn) / ROSEN_N_STEPS for k, fn in contenders.items()}
+    rows = [_round(contenders, lambda fn: _timeit(fn) / ROSEN_N_STEPS)
             for _ in range(rounds)]
     return _report("a. Rosenbrock n=2, 100,000 adam steps (time per step)", rows,
                    "ns", 1e9, baseline="optax (jit, fori_loop)")
@@ -174,7 +189,7 @@ def target_b(rounds, steps=50_000):
         fn()
     rows = []
     for _ in range(rounds):
-        r = {k: _timeit(fn) / steps for k, fn in contenders.items()}
+        r = _round(contenders, lambda fn: _timeit(fn) / steps)
         base = r["fun + jac calls alone"]
         rows.append({"numadam overhead per step": r["numadam.minimize (Python loop)"] - base,
                      "NumPy Adam loop overhead per step":
@@ -209,7 +224,7 @@ def target_c(rounds, sizes=(10**3, 10**5, 10**7)):
             inner = max(1, int(2e5 // n))
             for fn in contenders.values():
                 fn()
-            rows = [{k: _timeit(fn, inner) for k, fn in contenders.items()}
+            rows = [_round(contenders, lambda fn: _timeit(fn, inner))
                     for _ in range(rounds)]
             med = _report(f"c. dense adam step, N={n:.0e}, {dtype}", rows, "us", 1e6,
                           baseline="numadam Optimizer.step")
@@ -379,7 +394,7 @@ def target_f(rounds, rows=100_000, cols=100, touched=1_000, n_grads=20):
         contenders["torch Adam(fused=True), dense"] = tdense.step
     for fn in contenders.values():
         fn()
-    rows_ = [{k: _timeit(fn, 20) for k, fn in contenders.items()}
+    rows_ = [_round(contenders, lambda fn: _timeit(fn, 20))
              for _ in range(max(5, rounds // 2))]
     med = _report(f"f. sparse adam steps, {rows} x {cols} parameters, {touched} rows "
                   "per step (time per step)", rows_, "us", 1e6,
