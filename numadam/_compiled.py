@@ -54,6 +54,7 @@ from numba.experimental import function_type as function_type_impl
 from numba.extending import intrinsic, overload, register_jitable
 
 from . import _loop
+from ._kernels import cpu
 from ._kernels import sparse as sk
 from ._kernels import threads
 from ._kernels._jit import njit as named_njit
@@ -526,6 +527,10 @@ def compiled_loop(sw, engine, objective, control, setup, args):
     step_mode = sw.parallel
     gather_mode = batching.mode if batching is not None else False
     measured = step_mode is None or gather_mode is None
+    if measured or step_mode or gather_mode:
+        # a loop that links parallel kernels in (norms, gathers) is loaded
+        # from the disk cache only after Numba's threads have started
+        cpu.start_threads()
     loops = []
     for v in ((False, True) if measured else (None,)):
         par = step_mode if step_mode is not None else v

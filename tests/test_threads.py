@@ -297,3 +297,33 @@ def test_minibatch_gathers_follow_the_option():
     for r in runs[1:]:
         np.testing.assert_allclose(r.x, runs[0].x, rtol=1e-13, atol=1e-15)
         assert r.nit == runs[0].nit == 3 * 8
+
+
+FRESH_MINIBATCH = textwrap.dedent("""
+    import numpy as np
+    from numba import njit
+    import numadam
+
+    @njit
+    def fg(w, X, y):
+        r = X @ w - y
+        return 0.5 * np.dot(r, r) / X.shape[0], X.T @ r / X.shape[0]
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4000, 100))
+    y = rng.standard_normal(4000)
+    res = numadam.minimize(fg, np.zeros(100), args=(X, y), jac=True, method="adam",
+                           options=dict(batch_size=256, maxiter=50, gtol=0, seed=1))
+    print("ok", res.nit)
+""")
+
+
+def test_a_new_process_runs_a_compiled_loop_with_parallel_gathers():
+    # the loop links the parallel gathers in; loaded from Numba's disk cache
+    # (at the latest in the second process) before Numba's threads start, it
+    # crashed the process
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", FRESH_MINIBATCH], capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.split() == ["ok", "50"]
