@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._cache import disk_cache
+
 __all__ = ["SparseGradient", "Coalescer", "raw_parts"]
 
 
@@ -114,7 +116,7 @@ def raw_parts(g, n, dtype):
             np.ascontiguousarray(val, dtype=dtype))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=disk_cache(), nogil=True)
 def _coalesce(idx, val, n_rows, mark, where, stamp, out_idx, out_val):
     """Sum repeated indices, in the order they come; return the number of
     unique ones, ``-(j + 1)`` when ``idx[j]`` is the first index out of

@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ._cache import disk_cache
+
 __all__ = ["Data", "Model", "digits", "bag_of_words", "logistic", "mlp",
            "run_comparison", "sparse_comparison", "PAPER_SETTINGS"]
 
-_JIT = dict(cache=True, error_model="numpy", nogil=True)
+_JIT = dict(cache=disk_cache(), error_model="numpy", nogil=True)
 
 
 @dataclass

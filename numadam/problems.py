@@ -15,12 +15,13 @@ from types import MappingProxyType
 import numpy as np
 from numba import njit
 
+from ._cache import disk_cache
 from ._registry import METHODS
 
 __all__ = ["Problem", "rosenbrock", "quadratic", "rosen", "rosen_der",
            "rosen_fg", "quad", "quad_der", "quad_fg", "METHOD_SETTINGS"]
 
-_JIT = dict(cache=True, error_model="numpy", nogil=True)
+_JIT = dict(cache=disk_cache(), error_model="numpy", nogil=True)
 
 
 # ------------------------------------------------------------ Rosenbrock --

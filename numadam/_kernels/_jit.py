@@ -28,6 +28,8 @@ import os
 import numba
 from numba.core.caching import FunctionCache
 
+from .._cache import disk_cache
+
 _DEPTH = 6          # how deep closures of closures are described
 
 
@@ -127,7 +129,12 @@ def njit(*args, salt="", **options):
     """``numba.njit`` that renames the function first (:func:`unique_name`)
     and, with ``cache=True``, caches it on disk under that name's digest
     (:class:`NamedCache`). A closure holding a value that has no text the
-    same in every process keeps its name and Numba's own cache."""
+    same in every process keeps its name and Numba's own cache. Without a
+    writable cache directory (:func:`numadam._cache.disk_cache`) nothing is
+    cached."""
+    if options.get("cache", False) and not disk_cache():
+        options["cache"] = False
+
     def wrap(fn):
         try:
             rename(fn, salt)
