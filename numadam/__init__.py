@@ -9,6 +9,7 @@
 True
 """
 
+from ._interrupt import Interrupted
 from ._minimize import make_method as _make_method
 from ._minimize import minimize
 from ._optimizer import Optimizer, ParamGroup
@@ -31,4 +32,4 @@ methods = _METHODS
 globals().update({_name: _make_method(_spec) for _name, _spec in _METHODS.items()})
 
 __all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "ParamGroup", "RNG",
-           "SparseGradient", "methods", "schedules", *methods]
+           "SparseGradient", "Interrupted", "methods", "schedules", *methods]

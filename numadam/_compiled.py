@@ -572,7 +572,9 @@ class Slices:
     """The compiled ``iterate`` run in slices of about :data:`SLICE_NS`, as
     :func:`numadam._loop.run` calls ``iterate``.
 
-    Between slices Python serves signals (Ctrl-C) and, with two loops
+    Between slices Python serves signals: Ctrl-C sets the run's stop flag
+    (:class:`numadam._interrupt.Guard`), and the SLICE event goes back to the
+    driver, which ends the run there. With two loops
     (serial and parallel kernels, ``parallel`` None), the slices choose
     between them by their measured time per step
     (:class:`numadam._kernels.threads.Adaptive`: probes of about
@@ -628,8 +630,8 @@ class Slices:
                 if choice is not None:
                     choice.record(i, self.per, counted)
                 self.length = self._length()
-            if event != SLICE:
-                return event, state
+            if event != SLICE or rs.stop[0]:
+                return event, state      # the run's end, or Ctrl-C's
             resume = 0
 
 

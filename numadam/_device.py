@@ -36,8 +36,10 @@ from scipy.optimize import OptimizeResult
 from . import _stochastic
 from ._arrays import as_bounds, as_x0, device_copy, is_device_array
 from ._device_engine import DeviceEngine, as_numba, load_cuda
+from ._interrupt import INTERRUPTED, Guard
 from ._loop import (CALLBACK_STOP, MAXITER, MESSAGES, NONFINITE, SUCCESS,
-                    callback_kind, nonfinite_message)
+                    callback_kind, interrupted_message, nonfinite_message,
+                    steps_done_message, tolerances_set)
 from ._objective import jac_mode
 from .schedules import watches_loss
 
@@ -80,8 +82,10 @@ def wanted(x0, device):
     return device == "cuda" or on_device
 
 
-def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
-    """A device-resident minimize run of numadam method ``spec``."""
+def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper, guard=None):
+    """A device-resident minimize run of numadam method ``spec``; ``guard``
+    (:class:`~numadam._interrupt.Guard`) stops it at a step on Ctrl-C."""
+    guard = guard if guard is not None else Guard()
     on_device = is_device_array(x0)
     why = "x0 on the GPU" if on_device else "option device='cuda'"
     for name, default in _UNSUPPORTED.items():
@@ -173,8 +177,15 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
     stopped = status = message = None
     f_prev = None
     k = 0
+    evaluated = True
     while True:
-        f, g_raw = evaluate(need_f)
+        done, fg = guard.call(evaluate, need_f)
+        if not done:
+            # Ctrl-C while evaluating x_k: x_k and its state are kept
+            status, evaluated = INTERRUPTED, False
+            stopped = _poll(engine, ck, snapshots)
+            break
+        f, g_raw = fg
         gd = as_gradient(g_raw)
         probe_gradient(gd, k)
         if need_f:
@@ -188,13 +199,24 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
             if stopped:
                 break
             gv = engine.sparse.dense(gd) if sparse is not None else gd
-            if _call(callback, kind, view, x, f, gv, k):
+            done, stop = guard.call(_call, callback, kind, view, x, f, gv, k)
+            if not done:
+                # Ctrl-C in the callback: the run ends at x_k, evaluated
+                status = INTERRUPTED
+                stopped = _poll(engine, ck, snapshots, final_k=k)
+                break
+            if stop:
                 status, message = CALLBACK_STOP, MESSAGES[CALLBACK_STOP]
                 break
         if ftol > 0.0 and k > 0 and abs(f_prev - f) <= ftol * max(abs(f_prev), abs(f), 1.0):
             stopped = _poll(engine, ck, snapshots, final_k=k) or (SUCCESS, k, "ftol")
             break
         if k >= maxiter:
+            break
+        if guard.asked:
+            # Ctrl-C: x_k was evaluated, its step not taken
+            status = INTERRUPTED
+            stopped = _poll(engine, ck, snapshots, final_k=k)
             break
         snapshots[k] = engine.P.copy()
         engine.step(gd, engine.rate(), k)
@@ -209,8 +231,10 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
         stopped = _poll(engine, ck, snapshots, final_k=k)
     rolled_back = False
     if stopped:
+        # a device test (gtol, xtol, a non-finite gradient) ended the run
+        # first, also when Ctrl-C came after it
         reason, k, what = stopped
-        status = reason
+        status, evaluated = reason, True
         if reason == SUCCESS:
             message = MESSAGES[what]
         else:
@@ -223,22 +247,42 @@ def solve(spec, fun, x0, args, jac, bounds, callback, control, hyper):
                 else:
                     x.copy_to_device(engine.xprev)
                 rolled_back = True
+    elif status == INTERRUPTED:
+        message = interrupted_message(k, evaluated)
+    elif status is None and not tolerances_set(control):
+        status, message = SUCCESS, steps_done_message(maxiter)
     elif status is None:
         status, message = MAXITER, MESSAGES[MAXITER]
     flushed = engine.sparse is not None and engine.sparse.flush()
-    if flushed or rolled_back:
-        # f and g anew at the returned x: catch-up moved every row, or a
-        # rollback put back the iterate before
-        f, g_raw = evaluate(True)
-        gd = as_gradient(g_raw)
-    elif f is None:
-        f = fun(xv, *args)
-        counts["nfev"] += 1
-    jac_value = engine.sparse.dense(gd) if sparse is not None else device_copy(gd)
+    if not evaluated:
+        f, jac_value = math.nan, _nan_like(x)
+    else:
+        if flushed or rolled_back:
+            # f and g anew at the returned x: catch-up moved every row, or a
+            # rollback put back the iterate before (after Ctrl-C, if that
+            # ends within the grace the user's code has)
+            done, fg = guard.call(evaluate, True)
+            f, g_raw = fg if done else (math.nan, None)
+            gd = as_gradient(g_raw) if done else None
+        elif f is None:
+            done, f = guard.call(fun, xv, *args)
+            counts["nfev"] += done
+            f = f if done else math.nan
+        if gd is None:
+            jac_value = _nan_like(x)
+        else:
+            jac_value = engine.sparse.dense(gd) if sparse is not None else device_copy(gd)
     return OptimizeResult(
         x=view(x), fun=_as_float(f), jac=view(jac_value), nit=k, nfev=counts["nfev"],
         njev=counts["njev"], status=status, success=status == SUCCESS,
         message=message, state=engine.state(copy=False))
+
+
+def _nan_like(x):
+    """A device array of NaN like ``x``."""
+    out = device_copy(x)
+    out[:] = math.nan
+    return out
 
 
 def _control_values(ck, gtol, xtol):

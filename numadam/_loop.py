@@ -41,6 +41,7 @@ from scipy.optimize import OptimizeResult
 
 from . import _stochastic as st
 from ._engine import SparseSteps
+from ._interrupt import INTERRUPTED, Guard
 from ._kernels import cpu, preload, threads
 from ._kernels import sparse as sk
 from ._objective import first_evaluation_error, out_message, untouched_message
@@ -69,6 +70,31 @@ def tolerance_message(which, setup):
                 f"stayed <= gtol for {setup.patience} steps.")
     return ("Optimization terminated successfully: the smoothed loss changed by "
             f"<= ftol (relative) over {setup.patience} steps.")
+
+
+def interrupted_message(k, evaluated):
+    """The message of a run that Ctrl-C ended at the iterate of step ``k``,
+    ``evaluated`` or not."""
+    if evaluated:
+        return (f"Interrupted (Ctrl-C) at step {k}: x is the iterate of step {k}, with "
+                "its function value and gradient; res.state continues the run.")
+    return (f"Interrupted (Ctrl-C) while evaluating the iterate of step {k}: x is that "
+            "iterate, its function value and gradient are not known (NaN); "
+            "res.state continues the run.")
+
+
+def tolerances_set(control):
+    """Whether the run was asked to stop at a tolerance (``gtol``, ``ftol``
+    or ``xtol`` above 0): reaching ``maxiter`` then means it was not met."""
+    return control.gtol > 0.0 or control.ftol > 0.0 or control.xtol > 0.0
+
+
+def steps_done_message(maxiter):
+    """The success message of a run that took the ``maxiter`` steps it was
+    asked for, with no tolerance to meet."""
+    steps = "step is" if maxiter == 1 else f"{maxiter} steps are"
+    return (f"Optimization terminated successfully: the requested {steps} done "
+            "(no tolerance was set).")
 
 
 def nonfinite_message(k, what):
@@ -162,6 +188,7 @@ BAD_INDEX = -4
 BAD_ROWS = -5
 BAD_OUT = -6
 SLICE = -7
+INTERRUPTED_EVALUATION = -8
 GTOL, FTOL, XTOL = 10, 11, 12
 
 #: What a run reads and does not rebind: the engine's arrays (``G`` holds
@@ -170,13 +197,15 @@ GTOL, FTOL, XTOL = 10, 11, 12
 #: the smoothed tests' state ``TS`` and ``RB``, the history ``H``, the
 #: iterate average ``A`` with its scalars ``AS``, the sparse coalescing
 #: scratch ``mark``/``where``, catch-up's ``last``, the run's constants
-#: (``aux_at``: where in ``P`` the rule keeps its step count), and the step
+#: (``aux_at``: where in ``P`` the rule keeps its step count), the step
 #: count at which ``iterate`` returns the SLICE event (the compiled loop runs
-#: in slices: :class:`numadam._compiled.Slices`).
+#: in slices: :class:`numadam._compiled.Slices`), and the stop flag ``stop``
+#: (one element, set by Ctrl-C: :class:`numadam._interrupt.Guard`), which
+#: ends the iteration with the SLICE event at its next safe point.
 Run = namedtuple("Run", (
     "x", "xv", "G", "W", "P", "args", "bufs", "perm", "SP", "TS", "RB", "H", "A", "AS",
     "mark", "where", "last", "gtol", "ftol", "xtol", "maxiter", "every", "smoothing",
-    "patience", "aux_at", "slice_end"))
+    "patience", "aux_at", "slice_end", "stop"))
 
 #: ``slice_end`` of a run that is not sliced.
 NO_SLICES = 2 ** 62
@@ -272,7 +301,8 @@ def constant_kernels(kernels):
     return sparse
 
 
-def make_iterate(sw, evaluate, batch, rate, kernels, observe=None, passes=None):
+def make_iterate(sw, evaluate, batch, rate, kernels, observe=None, passes=None,
+                 polled=False):
     """``iterate(run, state, resume, fns) -> (event, state)``: steps from
     ``state`` until an event (a status of the run, or one of the events
     above).
@@ -307,6 +337,11 @@ def make_iterate(sw, evaluate, batch, rate, kernels, observe=None, passes=None):
       average), run as the dense step (or, ``large``, the sparse step of
       many touched values) runs: :func:`fixed_passes` (closure constants)
       by default, :func:`following_passes` in the Python loop.
+
+    With ``polled`` the iteration reads the stop flag ``run.stop`` at each
+    step (the Python loop, between whose steps Python runs the SIGINT
+    handler that sets it) and returns the SLICE event when it is set; the
+    compiled loop hears of it between slices.
 
     Written in the subset of Python that Numba compiles: plain Python runs
     it with Python hooks, ``numba.njit`` compiles it with compiled ones.
@@ -379,10 +414,13 @@ def make_iterate(sw, evaluate, batch, rate, kernels, observe=None, passes=None):
         pv = state.pv
         bi = state.bi
         bx = state.bx
+        stop = run.stop
         event = 0
         while True:
             if resume == 0:
-                if k >= slice_end:
+                # a slice ends here, and a stop asked for (Ctrl-C): x_k has
+                # had its step, not yet its evaluation
+                if k >= slice_end or (polled and stop[0] != 0):
                     event = SLICE
                     break
                 if batched:
@@ -533,11 +571,14 @@ def batch_function(nargs, positions, gathers, arrays=None):
     return namespace["batch"]
 
 
-def python_evaluate(objective, jac_out, snapshot=None, rng=None):
+def python_evaluate(objective, jac_out, snapshot=None, rng=None, guard=None):
     """The ``evaluate`` hook over the objective's checked evaluator (which
     it closes over: ``fns`` is not used). With ``snapshot`` (a one-element
     list), the state of ``rng`` (the numadam.RNG generator) is kept there
-    before each evaluation."""
+    before each evaluation. With ``guard`` (a
+    :class:`~numadam._interrupt.Guard` that holds SIGINT), the evaluation
+    runs as the user's code: interrupted, it returns the
+    INTERRUPTED_EVALUATION event."""
     ev = objective.evaluator(jac_out)
     if snapshot is not None:
         inner = ev
@@ -545,17 +586,28 @@ def python_evaluate(objective, jac_out, snapshot=None, rng=None):
         def ev(x, out=None, call_args=None):
             snapshot[0] = rng.bit_generator.state
             return inner(x, out, call_args)
+    if guard is not None:
+        ev = guard.evaluator(ev)
     if objective.sparse in ("lazy", "catchup"):
+        empty = (np.zeros(0, np.int64), np.zeros((0, 1)))
+
         def evaluate(fns, xv, call, mark, where, stamp):
             f, g = ev(xv, None, call)
+            if f is None:
+                return INTERRUPTED_EVALUATION, math.nan, empty[0], empty[1], stamp
             return 0, f, g[0], g[1], stamp
     elif jac_out:
         def evaluate(fns, xv, call, G, nxt, mark, where, stamp):
             f, _ = ev(xv, G[nxt], call)
+            if f is None:
+                return INTERRUPTED_EVALUATION, math.nan, stamp
             return 0, f, stamp
     else:
         def evaluate(fns, xv, call, G, nxt, mark, where, stamp):
-            f, G[nxt] = ev(xv, None, call)
+            f, g = ev(xv, None, call)
+            if f is None:
+                return INTERRUPTED_EVALUATION, math.nan, stamp
+            G[nxt] = g
             return 0, f, stamp
     return evaluate
 
@@ -593,13 +645,13 @@ def python_loop(sw, engine, objective, control, setup, args):
     schedule = setup.schedule
     kernels = python_kernels(sw, engine)
     iterate = make_iterate(sw, python_evaluate(objective, control.jac_out,
-                                               setup.rng_snapshot, rng),
+                                               setup.rng_snapshot, rng, setup.guard),
                            batch,
                            python_rate(setup.schedule, engine.learning_rate),
                            constant_kernels(kernels),
                            observe_function(schedule.kinds)
                            if isinstance(schedule, Schedule) else None,
-                           following_passes(kernels))
+                           following_passes(kernels), polled=True)
     x = engine.x
     G = ([np.zeros_like(x), np.zeros_like(x)] if control.jac_out else [None, None])
     # the schedule's parameters, a fresh array: reduce_on_plateau keeps its
@@ -692,11 +744,21 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
         G[0].fill(np.nan)
     if setup.rng_snapshot is not None:
         setup.rng_snapshot[0] = setup.objective_rng.bit_generator.state
+    guard = setup.guard if setup.guard is not None else Guard()
     try:
-        f, g = evaluate(xv, G[0] if jac_out else None, first_args)
+        done, fg = guard.call(evaluate, xv, G[0] if jac_out else None, first_args)
     except TypingError as exc:
         # a Numba objective that does not compile: named as the user's error
         raise first_evaluation_error(objective, first_args, exc) from exc
+    if not done:
+        # Ctrl-C before x0 was evaluated: nothing was done
+        if progress is not None:
+            progress.close()
+        return dict(x=x, fun=math.nan, jac=np.full_like(x, np.nan), nit=0,
+                    status=INTERRUPTED, message=interrupted_message(0, False),
+                    H=H if setup.history else None, rows=0, sparse=None,
+                    pos=batching.pos if batching is not None else 0, evaluated=False)
+    f, g = fg
     if jac_out and G[0].size and np.isnan(G[0]).all():
         raise TypeError(untouched_message(objective.mode == "combined"))
     empty_idx = np.zeros(0, np.int64)
@@ -727,7 +789,7 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
              RB, H, A, engine.AS, mark, where, last, control.gtol, control.ftol,
              control.xtol, maxiter, every, setup.smoothing, setup.patience,
              cpu.layout(engine.rule_name, engine.bounded, True)[1],
-             getattr(iterate, "first_end", NO_SLICES))
+             getattr(iterate, "first_end", NO_SLICES), guard.stop)
     state = State(0, 0, 1, batching.pos if batching is not None else 0,
                   every if every > 0 else -1, co.stamp if sparse_mode is not None else 0,
                   f, math.nan, gi, gv, empty_idx, empty_val, empty_idx, empty_val)
@@ -735,16 +797,37 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     # evaluated iterate k, 2 with iterate k after its callback
     resume = 1
     # compilation is a phase of its own, before the first step
+    status = message = None
     missing = [(d, a) for d, a in prepare(rs, state, resume) if not preload.load(d, *a)]
     if missing:
         if progress is not None:
             progress.phase("compiling kernels")
-        for d, a in missing:
-            preload.compile_for(d, *a)
-    status = message = None
-    while True:
+        # Ctrl-C may end a long compilation: the run stops at x0, evaluated
+        if not guard.call(_compile_all, missing)[0]:
+            status = INTERRUPTED
+    evaluated = True          # whether the iterate x_k was evaluated
+    stopping = False          # Ctrl-C: the run ends at the iterate at hand
+    k = 0
+    event = None
+    while status is None:
+        if guard.stop[0]:
+            # Ctrl-C: the iterate at hand, x_k, is evaluated and tested, and
+            # the run ends there, as one given maxiter=k ends
+            guard.stop[0] = 0
+            if stopping:             # again, before that ended
+                status, evaluated = INTERRUPTED, resume != 0
+                break
+            stopping = True
+            rs = rs._replace(maxiter=k)
         event, state = iterate(rs, state, resume, fns)
         k = state.k
+        if event == SLICE:
+            # only Ctrl-C ends a slice here, before x_k's evaluation
+            resume = 0
+            continue
+        if event == INTERRUPTED_EVALUATION:
+            status, evaluated = INTERRUPTED, False
+            break
         if event == NEED_EPOCH:
             batching.new_epoch()
             rs = rs._replace(perm=batching.perm)
@@ -755,10 +838,15 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
             if progress is not None:
                 progress.update(k, state.f)
             grad = G[state.cur] if sparse is None else sparse.dense((state.gi, state.gv))
-            if kind is not None and k % control.callback_every == 0 and \
-                    call_callback(callback, kind, x, state.f, grad, k):
-                status, message = CALLBACK_STOP, MESSAGES[CALLBACK_STOP]
-                break
+            if kind is not None and k % control.callback_every == 0:
+                done, stopped = guard.call(call_callback, callback, kind, x, state.f,
+                                           grad, k)
+                if not done:
+                    status = INTERRUPTED
+                    break
+                if stopped:
+                    status, message = CALLBACK_STOP, MESSAGES[CALLBACK_STOP]
+                    break
             resume = 2
             continue
         if event in (BAD_GRADIENT, BAD_INDEX, BAD_ROWS, BAD_OUT):
@@ -785,8 +873,13 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
             if sparse is None and _aliased(G):
                 # the objective returned one array, written anew each call:
                 # the gradient at the restored x is evaluated again
-                f, G[cur] = evaluate(xv, None, None)
-                evaluations += 1
+                done, fg = guard.call(evaluate, xv, None, None)
+                if done:
+                    f, G[cur] = fg
+                    evaluations += 1
+                evaluated = done
+    elif status == INTERRUPTED or (event == MAXITER and stopping and k < maxiter):
+        status, message = INTERRUPTED, interrupted_message(k, evaluated)
     elif status is None:
         if event == MAXITER and control.epochs is not None:
             # the run was asked for a number of epochs, and did them
@@ -794,6 +887,8 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
             status = SUCCESS
             message = ("Optimization terminated successfully: the requested "
                        + ("epoch is done." if n == 1 else f"{n} epochs are done."))
+        elif event == MAXITER and not tolerances_set(control):
+            status, message = SUCCESS, steps_done_message(maxiter)
         elif event == MAXITER:
             status, message = MAXITER, MESSAGES[MAXITER]
         else:
@@ -801,11 +896,21 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
             which = {GTOL: "gtol", FTOL: "ftol", XTOL: "xtol"}[event]
             message = tolerance_message(which, setup)
     objective.count(evaluations)
-    rows = k + 1 if status != NONFINITE else k
-    jac = np.array(G[cur], copy=True) if sparse is None else sparse.dense((gi, gv))
+    rows = k + 1 if status != NONFINITE and evaluated else k
+    if not evaluated:
+        f, jac = math.nan, np.full_like(x, np.nan)
+    elif sparse is None:
+        jac = np.array(G[cur], copy=True)
+    else:
+        jac = sparse.dense((gi, gv))
     return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message,
                 H=H if setup.history else None, rows=rows, sparse=sparse,
-                pos=state.pos)
+                pos=state.pos, evaluated=evaluated)
+
+
+def _compile_all(missing):
+    for d, a in missing:
+        preload.compile_for(d, *a)
 
 
 def _buffer(shape, option, value, what):

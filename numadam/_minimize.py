@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from scipy.optimize import OptimizeResult
 from . import _device, _loop, _stochastic
 from ._arrays import as_bounds, as_x0
 from ._engine import Engine
+from ._interrupt import INTERRUPTED, Guard, Interrupted
 from ._kernels import cpu
 from ._objective import Objective
 from ._options import (COMMON_OPTIONS, run_options, translate_aliases,
@@ -77,7 +79,8 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
     options : dict, optional
         The common options ``maxiter``, ``gtol``, ``ftol``, ``xtol``,
         ``disp``, ``parallel``, ``state``, ``compiled``, ``callback_every``,
-        ``jac_out`` and ``device``, and the method's hyperparameters. See
+        ``jac_out``, ``device`` and ``on_interrupt``, and the method's
+        hyperparameters. See
         :func:`numadam.show_options`. Unknown options give an
         :class:`~scipy.optimize.OptimizeWarning`, as in scipy.
 
@@ -87,10 +90,19 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
         ``x``, ``fun``, ``jac`` (at ``x``), ``nit`` (update steps),
         ``nfev``, ``njev``, ``status``, ``success``, ``message``, and
         ``state``, the :class:`~numadam.OptimizerState` that continues the
-        run. ``status`` is 0 (a tolerance was met), 1 (``maxiter`` steps
-        taken), 3 (a non-finite value or gradient; ``x`` is the last iterate
-        at which both were finite) or 99 (the callback raised
-        StopIteration).
+        run. ``status`` is 0 (a tolerance was met, or the ``maxiter``
+        steps or ``epochs`` asked for were taken with no tolerance set), 1
+        (``maxiter`` steps taken without meeting a tolerance that was set), 3
+        (a non-finite value or gradient; ``x`` is the last iterate at which
+        both were finite), 98 (Ctrl-C: see :class:`~numadam.Interrupted`)
+        or 99 (the callback raised StopIteration).
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C (SIGINT) during the run, unless ``options={"on_interrupt":
+        "return"}``: a KeyboardInterrupt carrying the result so far, whose
+        ``x`` and ``state`` continue the run.
 
     See Also
     --------
@@ -155,7 +167,22 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
 
 def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
           callback, options):
-    """Run numadam method ``spec``; ``options`` is a fresh dict we may change."""
+    """Run numadam method ``spec``; ``options`` is a fresh dict we may change.
+    From here on Ctrl-C is the run's (:class:`~numadam._interrupt.Guard`):
+    it ends the run at its next step, keeping the result."""
+    with Guard() as guard:
+        res, control = _checked_run(spec, fun, x0, args, jac, hess, hessp, bounds,
+                                    constraints, tol, callback, options, guard)
+    if guard.asked and control.on_interrupt == "raise":
+        raise Interrupted(res)
+    if control.disp and res.status != INTERRUPTED:
+        _report(res)
+    return res
+
+
+def _checked_run(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
+                 callback, options, guard):
+    """The inputs checked, the run, and its result with the run's options."""
     if not isinstance(args, tuple):
         args = (args,)
     if tol is not None:
@@ -168,10 +195,8 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
                     "Hessian-vector product information (hessp)")
             warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
     if _device.wanted(x0, control.device):
-        res = _device.solve(spec, fun, x0, args, jac, bounds, callback, control, hyper)
-        if control.disp:
-            _report(res)
-        return res
+        return _device.solve(spec, fun, x0, args, jac, bounds, callback, control,
+                             hyper, guard), control
     x = as_x0(x0)
     lo, hi = as_bounds(bounds, x)
     if lo is not None:
@@ -195,6 +220,13 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
     driver = _choose_driver(control.compiled, objective, setup)
     engine = Engine(spec, x, hyper, lo, hi, control.state, control.parallel,
                     backup=True, AS=setup.AS if setup.average else None)
+    setup.guard = guard
+    return _run(driver, engine, objective, control, callback, setup), control
+
+
+def _run(driver, engine, objective, control, callback, setup):
+    """The run and its result (the part of :func:`solve` that Ctrl-C stops
+    early, keeping what was done)."""
     out = driver(engine, objective, control, callback, setup)
     status = out["status"]
     x_last = out["x"]
@@ -206,23 +238,23 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
     if engine.A is not None:
         x_result = _stochastic.averaged(engine.A, engine.AS, x_last)
         extra["x_last"] = x_last.copy()
-    if setup.batching is not None or engine.A is not None or flushed:
+    if (setup.batching is not None or engine.A is not None or flushed) and \
+            out["evaluated"]:
         # the full-data objective (and gradient) at the returned x: one pass
-        fun_value, jac_value = _full_evaluation(objective, control, x_result)
+        # (after Ctrl-C, if it ends within the grace the user's code has)
+        done, fg = setup.guard.call(_full_evaluation, objective, control, x_result)
+        fun_value, jac_value = fg if done else (math.nan, np.full_like(x_result, np.nan))
     if setup.history:
         extra["history"] = _stochastic.history_result(out["H"], out["rows"], setup)
     state = engine.state(copy=False)
     if (setup.batching is not None or setup.objective_rng is not None) and \
             status != _loop.NONFINITE:
         state.stream = _stochastic.streams_at(setup, out["pos"])
-    res = OptimizeResult(
+    return OptimizeResult(
         x=x_result, fun=fun_value, jac=jac_value, nit=out["nit"],
         nfev=objective.nfev, njev=objective.njev, status=status,
         success=status == _loop.SUCCESS, message=out["message"],
         state=state, **extra)
-    if control.disp:
-        _report(res)
-    return res
 
 
 def _full_evaluation(objective, control, x):

@@ -334,6 +334,12 @@ COMMON_OPTIONS = (
     Option("device", None, "Where the run keeps x, the gradient and the state: "
            "None (the host, or the GPU when x0 is a CUDA device array), 'cpu' or "
            "'cuda' (see the GPU guide).", kind="choice", choices=(None, "cpu", "cuda")),
+    Option("on_interrupt", "raise", "What Ctrl-C (SIGINT) during the run does: "
+           "the run stops at its next step (within half a second) and, with "
+           "'raise', raises :class:`numadam.Interrupted`, a KeyboardInterrupt "
+           "whose ``.result`` is the run's result so far (status 98, ``x`` and "
+           "``state`` to continue from); with 'return', returns that result.",
+           kind="choice", choices=("raise", "return")),
     Option("history", None, "Record the loss, the gradient norm (max(abs(g))) "
            "and the learning rate in res.history: None, 'step' or 'epoch' (means "
            "over each epoch).", kind="choice", choices=(None, "step", "epoch")),

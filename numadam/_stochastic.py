@@ -334,6 +334,8 @@ class RunSetup:
         self.AS = np.zeros(5)
         self.history = None
         self.progress = False
+        #: the run's SIGINT handling (numadam._interrupt.Guard), or None
+        self.guard = None
 
     @property
     def stochastic(self):

@@ -158,9 +158,15 @@ def test_all_tolerances_zero_takes_exactly_maxiter_steps():
     pr = quadratic(5, cond=2.0)
     res = numadam.minimize(pr.fun, pr.xopt, args=pr.args, jac=pr.jac,
                            options=dict(maxiter=123, gtol=0, ftol=0, xtol=0))
-    # started at the minimiser: every test would stop at once if enabled
-    assert res.nit == 123 and res.status == 1
+    # started at the minimiser: every test would stop at once if enabled;
+    # with none to meet, the run did what it was asked
+    assert res.nit == 123 and res.status == 0 and res.success
+    assert res.message == ("Optimization terminated successfully: the requested 123 "
+                           "steps are done (no tolerance was set).")
     assert res.nfev == res.njev == 124
+    one = numadam.minimize(pr.fun, pr.x0, args=pr.args, jac=pr.jac,
+                           options=dict(maxiter=1, gtol=0))
+    assert one.success and "the requested step is done" in one.message
 
 
 @pytest.mark.parametrize("test, options", [

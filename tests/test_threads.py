@@ -196,7 +196,7 @@ def test_minimize_in_both_loops_matches_the_reference():
         res = numadam.minimize(fg, x0, jac=True, method="adam",
                                options=dict(maxiter=300, learning_rate=1e-2, gtol=0))
         np.testing.assert_allclose(res.x, ref, rtol=1e-13, atol=1e-15)
-        assert res.nit == 300 and res.status == 1
+        assert res.nit == 300 and res.status == 0
 
 
 CONCURRENT = textwrap.dedent("""
