@@ -16,6 +16,7 @@ It needs the ``examples`` extra: ``pip install "numadam[examples]"``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -102,6 +103,27 @@ def _sparse(args):
     return 0
 
 
+def _number(kind, least, strict=False, what=None):
+    """An argparse type: ``kind`` (int or float), finite, at least ``least``
+    (above it with ``strict``), with an error naming what is allowed."""
+    allowed = what or (f"{'an integer' if kind is int else 'a number'} "
+                       f"{'>' if strict else '>='} {least}")
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if not math.isfinite(value) or value < least or (strict and value == least):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+    return parse
+
+
+_COUNT = _number(int, 1)
+_SEED = _number(int, 0)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m numadam",
                                      description=__doc__.split("\n\n")[0])
@@ -115,10 +137,10 @@ def build_parser():
                           "bow-logistic)")
     cmp.add_argument("--methods", nargs="+", choices=list(PAPER_SETTINGS),
                      default=list(PAPER_SETTINGS), help="methods (default: all four)")
-    cmp.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
-    cmp.add_argument("--batch-size", type=int, default=128,
+    cmp.add_argument("--epochs", type=_COUNT, default=30, help="epochs (default 30)")
+    cmp.add_argument("--batch-size", type=_COUNT, default=128,
                      help="minibatch size (default 128)")
-    cmp.add_argument("--seed", type=int, default=0, help="seed of the data and "
+    cmp.add_argument("--seed", type=_SEED, default=0, help="seed of the data and "
                      "the minibatches (default 0)")
     cmp.add_argument("--out", default="numadam-compare.png",
                      help="where to write the convergence plot (PNG; '' for none)")
@@ -130,34 +152,36 @@ def build_parser():
     spr.add_argument("--method", default="adam",
                      choices=[name for name, spec in METHODS.items()
                               if "lazy" in spec.sparse_modes])
-    spr.add_argument("--learning-rate", type=float, default=1e-2)
-    spr.add_argument("--epochs", type=int, default=20)
-    spr.add_argument("--batch-size", type=int, default=128)
-    spr.add_argument("--seed", type=int, default=0)
+    spr.add_argument("--learning-rate", type=_number(float, 0.0, strict=True),
+                     default=1e-2)
+    spr.add_argument("--epochs", type=_COUNT, default=20)
+    spr.add_argument("--batch-size", type=_COUNT, default=128)
+    spr.add_argument("--seed", type=_SEED, default=0)
     spr.add_argument("--out", default="numadam-sparse.png",
                      help="where to write the plot (PNG; '' for none)")
     demo = sub.add_parser("demo", help="run every method on the built-in problems")
     for p in (parser, demo):
         p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                        help="floating-point type of the runs (default float64)")
-        p.add_argument("--maxiter", type=int, default=50_000,
+        p.add_argument("--maxiter", type=_SEED, default=50_000,
                        help="step budget per run (default 50000)")
-        p.add_argument("--gtol", type=float, default=1e-6,
+        p.add_argument("--gtol", type=_number(float, 0.0), default=1e-6,
                        help="gradient tolerance (default 1e-6)")
-        p.add_argument("--n", type=int, default=20,
+        p.add_argument("--n", type=_COUNT, default=20,
                        help="size of the quadratic problem (default 20)")
-        p.add_argument("--cond", type=float, default=100.0,
+        p.add_argument("--cond", type=_number(float, 1.0), default=100.0,
                        help="condition number of the quadratic (default 100)")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "sparse":
-        return _sparse(args)
-    return _demo(args)
+    command = {"compare": _compare, "sparse": _sparse}.get(args.command, _demo)
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -149,3 +149,32 @@ def test_model_losses_are_taken_at_read_only_parameters():
     loss = replace(model, fg=fg).loss(model.x0.copy())
     assert seen == [False]
     assert loss == model.fg(model.x0, *model.args)[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, "
+                                       "got '0'"),
+    (["compare", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got '0'"),
+    (["compare", "--seed", "-1"], "argument --seed: must be an integer >= 0, got '-1'"),
+    (["sparse", "--learning-rate", "nan"], "argument --learning-rate: must be a number "
+                                           "> 0.0, got 'nan'"),
+    (["--cond", "0.5"], "argument --cond: must be a number >= 1.0, got '0.5'"),
+])
+def test_the_command_line_refuses_bad_numbers_before_running(argv, message, capsys):
+    from numadam.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_the_command_line_with_status_130(monkeypatch, capsys):
+    import numadam.__main__ as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_demo", interrupted)
+    assert cli.main([]) == 130
+    assert "interrupted (Ctrl-C)" in capsys.readouterr().err
