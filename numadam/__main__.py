@@ -22,8 +22,35 @@ import time
 
 import numpy as np
 
-from . import minimize, problems
+from . import __version__, minimize, problems
 from ._registry import METHODS
+
+DESCRIPTION = """\
+Adam and its relatives behind scipy's minimize, on Numba kernels.
+
+commands:
+  demo     (the default) every method on the built-in problems, with scipy's
+           L-BFGS-B for reference
+  compare  the Adam paper's comparison on real data (needs numadam[examples])
+  sparse   the sparse modes (dense, lazy, catch-up) on bag-of-words logistic
+           regression
+
+Ctrl-C stops a run and ends the command with status 130."""
+
+
+def _plot_possible(command, out):
+    """Whether the plot ``out`` can be drawn (matplotlib importable), said
+    before any training; True when no plot is asked for."""
+    if not out:
+        return True
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(f"python -m numadam {command}: error: --out {out!r} needs matplotlib, "
+              "which is not installed: pip install \"numadam[examples]\", or pass "
+              "--out '' for no plot", file=sys.stderr)
+        return False
+    return True
 
 
 def _demo(args):
@@ -65,6 +92,8 @@ def _demo(args):
 def _compare(args):
     from . import experiments
 
+    if not _plot_possible("compare", args.out):
+        return 2
     print(f"numadam compare: {', '.join(args.methods)} on {', '.join(args.problem)}; "
           f"{args.epochs} epochs, minibatches of {args.batch_size}, seed {args.seed}")
     rows, _ = experiments.run_comparison(
@@ -86,6 +115,8 @@ def _compare(args):
 def _sparse(args):
     from . import experiments
 
+    if not _plot_possible("sparse", args.out):
+        return 2
     print(f"numadam sparse: {args.method} on bag-of-words logistic regression with "
           f"sparse gradients, {args.epochs} epochs, minibatches of {args.batch_size}")
     curves = experiments.sparse_comparison(
@@ -125,9 +156,10 @@ _SEED = _number(int, 0)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m numadam",
-                                     description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command")
+    parser = argparse.ArgumentParser(prog="python -m numadam", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"numadam {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,compare,sparse}")
     from .experiments import PAPER_SETTINGS, PROBLEMS
 
     cmp = sub.add_parser("compare", help="the Adam paper's comparison on real data")
@@ -151,12 +183,15 @@ def build_parser():
                          "on bag-of-words logistic regression")
     spr.add_argument("--method", default="adam",
                      choices=[name for name, spec in METHODS.items()
-                              if "lazy" in spec.sparse_modes])
+                              if "lazy" in spec.sparse_modes],
+                     help="method (default adam)")
     spr.add_argument("--learning-rate", type=_number(float, 0.0, strict=True),
-                     default=1e-2)
-    spr.add_argument("--epochs", type=_COUNT, default=20)
-    spr.add_argument("--batch-size", type=_COUNT, default=128)
-    spr.add_argument("--seed", type=_SEED, default=0)
+                     default=1e-2, help="learning rate (default 0.01)")
+    spr.add_argument("--epochs", type=_COUNT, default=20, help="epochs (default 20)")
+    spr.add_argument("--batch-size", type=_COUNT, default=128,
+                     help="minibatch size (default 128)")
+    spr.add_argument("--seed", type=_SEED, default=0,
+                     help="seed of the data and the minibatches (default 0)")
     spr.add_argument("--out", default="numadam-sparse.png",
                      help="where to write the plot (PNG; '' for none)")
     demo = sub.add_parser("demo", help="run every method on the built-in problems")

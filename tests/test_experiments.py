@@ -178,3 +178,41 @@ def test_ctrl_c_ends_the_command_line_with_status_130(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_demo", interrupted)
     assert cli.main([]) == 130
     assert "interrupted (Ctrl-C)" in capsys.readouterr().err
+
+
+def test_the_command_lines_help_is_plain_text_and_every_option_has_help(capsys):
+    import argparse
+
+    from numadam.__main__ import build_parser
+
+    parser = build_parser()
+    parsers = [parser] + [p for a in parser._actions
+                          if isinstance(a, argparse._SubParsersAction)
+                          for p in a.choices.values()]
+    assert len(parsers) == 4
+    for p in parsers:
+        for action in p._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, (p.prog, action.dest)
+        text = p.format_help()
+        assert "``" not in text and ":ref:" not in text, p.prog
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"numadam {numadam.__version__}"
+
+
+@pytest.mark.parametrize("command", ["compare", "sparse"])
+def test_a_plot_without_matplotlib_is_refused_before_training(command, monkeypatch,
+                                                              capsys):
+    import numadam.__main__ as cli
+    from numadam import experiments as exp
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    trained = []
+    monkeypatch.setattr(exp, "run_comparison", lambda **kw: trained.append(kw))
+    monkeypatch.setattr(exp, "sparse_comparison", lambda **kw: trained.append(kw))
+    assert cli.main([command, "--out", "curves.png"]) == 2
+    assert trained == []
+    err = capsys.readouterr().err
+    assert "--out 'curves.png' needs matplotlib" in err and "--out ''" in err
