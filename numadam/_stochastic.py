@@ -122,8 +122,10 @@ class Batching:
         #: the batch's rows, the batch left in the first entry of an object
         #: array (of the batch size, as the loops read it from any buffer)
         self.is_array = tuple(isinstance(args[p], np.ndarray) for p in self.positions)
-        self.buffers = tuple(np.empty((batch_size,) + args[p].shape[1:], args[p].dtype)
-                             if a else np.empty(batch_size, object)
+        # a batch is never longer than the data (batch_size > n: whole epochs)
+        rows = min(batch_size, self.n)
+        self.buffers = tuple(np.empty((rows,) + args[p].shape[1:], args[p].dtype)
+                             if a else np.empty(rows, object)
                              for p, a in zip(self.positions, self.is_array))
         from ._kernels import cpu, threads
 

@@ -71,6 +71,19 @@ def test_every_epoch_visits_every_row_once_in_batches_of_batch_size():
     assert len(seen[-1]) == 103                           # the full-data evaluation
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_batch_size_above_the_rows_takes_whole_epochs_without_allocating_it(compiled):
+    A, b = _least_squares(n=40)
+    opts = {"seed": 1, "maxiter": 6, "gtol": 0, "compiled": compiled}
+    # a batch size of 10**12 rows would need 22 TiB of buffers
+    huge = numadam.minimize(ls_fun_nb, np.zeros(5), args=(A, b), jac=ls_jac_nb,
+                            options=dict(opts, batch_size=10 ** 12))
+    same = numadam.minimize(ls_fun_nb, np.zeros(5), args=(A, b), jac=ls_jac_nb,
+                            options=dict(opts, batch_size=40))
+    np.testing.assert_array_equal(huge.x, same.x)
+    assert huge.nit == 6
+
+
 def test_rows_are_sliced_consistently_across_arrays():
     A, b = _least_squares(n=50)
     ids = np.arange(50)
