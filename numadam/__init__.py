@@ -11,7 +11,7 @@ True
 
 from ._interrupt import Interrupted
 from ._minimize import make_method as _make_method
-from ._minimize import minimize
+from ._minimize import minimize, resume
 from ._optimizer import Optimizer, ParamGroup
 from ._registry import METHODS as _METHODS
 from ._show import show_options
@@ -32,4 +32,4 @@ methods = _METHODS
 globals().update({_name: _make_method(_spec) for _name, _spec in _METHODS.items()})
 
 __all__ = ["minimize", "show_options", "Optimizer", "OptimizerState", "ParamGroup", "RNG",
-           "SparseGradient", "Interrupted", "methods", "schedules", *methods]
+           "SparseGradient", "Interrupted", "resume", "methods", "schedules", *methods]

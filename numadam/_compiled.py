@@ -613,9 +613,11 @@ class Slices:
 
     def __call__(self, rs, state, resume, fns):
         choice = self.choice
+        # the driver's own limit: the slices end there (a checkpoint's look)
+        outer = rs.slice_end
         while True:
             k0 = state.k
-            end = k0 + self.length
+            end = min(k0 + self.length, outer)
             if rs.slice_end != end:
                 rs = rs._replace(slice_end=end)
             if choice is None:
@@ -630,8 +632,8 @@ class Slices:
                 if choice is not None:
                     choice.record(i, self.per, counted)
                 self.length = self._length()
-            if event != SLICE or rs.stop[0]:
-                return event, state      # the run's end, or Ctrl-C's
+            if event != SLICE or rs.stop[0] or state.k >= outer:
+                return event, state      # the run's end, Ctrl-C's, the driver's
             resume = 0
 
 

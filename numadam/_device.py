@@ -49,7 +49,7 @@ POLL = 64
 _UNSUPPORTED = {
     "batch_size": None, "batch_args": None, "epochs": None, "average": None,
     "history": None, "jac_out": False, "parallel": None, "smoothing": None,
-    "patience": None,
+    "patience": None, "checkpoint": None,
 }
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -40,12 +41,14 @@ from numba.core.errors import TypingError
 from scipy.optimize import OptimizeResult
 
 from . import _stochastic as st
+from . import _checkpoint
+from ._checkpoint import Checkpointer
 from ._engine import SparseSteps
 from ._interrupt import INTERRUPTED, Guard
 from ._kernels import cpu, preload, threads
 from ._kernels import sparse as sk
 from ._objective import first_evaluation_error, out_message, untouched_message
-from ._options import check_rate
+from ._options import check_rate, warn_user
 from ._rules import get_rule
 from .schedules import Schedule, observe_function, rate_function
 
@@ -724,19 +727,29 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     TS = np.zeros(st.TS_SIZE)
     TS[st.TS_PROD] = 1.0
     A = engine.A if engine.A is not None else np.zeros(0, dtype)
+    restore = setup.restore
     if batching is not None:
         bufs = batching.buffers
-        if not batching.restored:
+        if not batching.restored and restore is None:
             batching.new_epoch()
     else:
         bufs = (np.zeros(0),)
-
-    # the first evaluation, with Python's checks whatever the loop, so that
-    # a bad return value fails with a clear error before any step
+    guard = setup.guard if setup.guard is not None else Guard()
     jac_out = control.jac_out
     evaluate = objective.evaluator(jac_out)
     xv = x.view()
     xv.flags.writeable = False
+    co = objective.coalescer
+    if restore is not None:
+        # a checkpoint's run, resumed where it was written
+        rs, state, sparse = _checkpoint_run(
+            restore, engine, objective, control, setup, G, SP, TS, RB, H, A, every,
+            guard, maxiter, xv, args, bufs)
+        return _drive(iterate, rs, state, 0, fns, prepare, engine, objective, control,
+                      callback, setup, G, sparse, progress, kind, guard, evaluate, xv)
+
+    # the first evaluation, with Python's checks whatever the loop, so that
+    # a bad return value fails with a clear error before any step
     first_args = batching.next_batch() if batching is not None else None
     if jac_out:
         # NaN where the gradient goes: a function that writes nothing there
@@ -744,7 +757,6 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
         G[0].fill(np.nan)
     if setup.rng_snapshot is not None:
         setup.rng_snapshot[0] = setup.objective_rng.bit_generator.state
-    guard = setup.guard if setup.guard is not None else Guard()
     try:
         done, fg = guard.call(evaluate, xv, G[0] if jac_out else None, first_args)
     except TypingError as exc:
@@ -767,7 +779,6 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     gv = empty_val
     sparse = None
     mark = where = last = empty_idx
-    co = objective.coalescer
     if sparse_mode is not None:
         if co.r is None:
             # the first gradient was dense: the sparse ones that follow must
@@ -788,14 +799,33 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
              batching.perm if batching is not None else np.zeros(0, np.int64), SP, TS,
              RB, H, A, engine.AS, mark, where, last, control.gtol, control.ftol,
              control.xtol, maxiter, every, setup.smoothing, setup.patience,
-             cpu.layout(engine.rule_name, engine.bounded, True)[1],
-             getattr(iterate, "first_end", NO_SLICES), guard.stop)
+             cpu.layout(engine.rule_name, engine.bounded, True)[1], NO_SLICES,
+             guard.stop)
     state = State(0, 0, 1, batching.pos if batching is not None else 0,
                   every if every > 0 else -1, co.stamp if sparse_mode is not None else 0,
                   f, math.nan, gi, gv, empty_idx, empty_val, empty_idx, empty_val)
     # resume: 0 draws and evaluates the next iterate, 1 goes on with the
     # evaluated iterate k, 2 with iterate k after its callback
-    resume = 1
+    return _drive(iterate, rs, state, 1, fns, prepare, engine, objective, control,
+                  callback, setup, G, sparse, progress, kind, guard, evaluate, xv)
+
+
+def _drive(iterate, rs, state, resume, fns, prepare, engine, objective, control,
+           callback, setup, G, sparse, progress, kind, guard, evaluate, xv):
+    """The loop of :func:`run` from ``state`` on: events served, Ctrl-C,
+    checkpoints, and the result."""
+    x = engine.x
+    n = x.shape[0]
+    maxiter = rs.maxiter
+    batching = setup.batching
+    sparse_mode = objective.sparse
+    co = objective.coalescer
+    k = state.k
+    writer = None
+    if control.checkpoint is not None:
+        writer = Checkpointer(control.checkpoint, control.checkpoint_every, k)
+        look_k, look_t = k, time.monotonic()
+        rs = rs._replace(slice_end=writer.limit(k, 0.0))
     # compilation is a phase of its own, before the first step
     status = message = None
     missing = [(d, a) for d, a in prepare(rs, state, resume) if not preload.load(d, *a)]
@@ -807,7 +837,6 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
             status = INTERRUPTED
     evaluated = True          # whether the iterate x_k was evaluated
     stopping = False          # Ctrl-C: the run ends at the iterate at hand
-    k = 0
     event = None
     while status is None:
         if guard.stop[0]:
@@ -818,11 +847,30 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
                 status, evaluated = INTERRUPTED, resume != 0
                 break
             stopping = True
-            rs = rs._replace(maxiter=k)
+            rs = rs._replace(maxiter=k, slice_end=NO_SLICES)
+        elif writer is not None and resume == 0 and not stopping:
+            # the top of an iteration: x_k stepped, not yet evaluated
+            now = time.monotonic()
+            rate = (k - look_k) / (now - look_t) if now > look_t else 0.0
+            look_k, look_t = k, now
+            if writer.due(k):
+                try:
+                    write_checkpoint(writer.path, rs, state, engine, G, setup,
+                                     objective, control, sparse)
+                except OSError as exc:
+                    # a full disk or a lost mount does not end the run
+                    if not writer.failed:
+                        warn_user(f"numadam could not write the checkpoint "
+                                  f"{writer.path!r} at step {k} ({exc}); the run goes "
+                                  "on and tries again at the next checkpoint",
+                                  RuntimeWarning)
+                    writer.failed = True
+                writer.written(k)
+            rs = rs._replace(slice_end=writer.limit(k, rate))
         event, state = iterate(rs, state, resume, fns)
         k = state.k
         if event == SLICE:
-            # only Ctrl-C ends a slice here, before x_k's evaluation
+            # a checkpoint's look, or Ctrl-C: before x_k's evaluation
             resume = 0
             continue
         if event == INTERRUPTED_EVALUATION:
@@ -904,8 +952,147 @@ def run(engine, objective, control, callback, setup, loop=python_loop):
     else:
         jac = sparse.dense((gi, gv))
     return dict(x=x, fun=f, jac=jac, nit=k, status=status, message=message,
-                H=H if setup.history else None, rows=rows, sparse=sparse,
+                H=rs.H if setup.history else None, rows=rows, sparse=sparse,
                 pos=state.pos, evaluated=evaluated)
+
+
+# ---------------------------------------------------------- checkpoints --
+
+def _describe_run(engine, objective, control, setup):
+    """What a checkpoint's run must share with the run that resumes it."""
+    b = setup.batching
+    return dict(method=engine.method, rule=engine.rule_name, F=list(engine.F),
+                n=int(engine.x.shape[0]), dtype=str(engine.x.dtype),
+                bounded=bool(engine.bounded), sparse=objective.sparse,
+                jac_out=bool(control.jac_out), average=engine.A is not None,
+                history=setup.history is not None,
+                rows=None if b is None else [int(b.n), int(b.batch_size)],
+                draws=setup.objective_rng is not None)
+
+
+def write_checkpoint(path, rs, state, engine, G, setup, objective, control, sparse):
+    """Write the run at the top of an iteration (:mod:`numadam._checkpoint`)."""
+    k = state.k
+    arrays = dict(x=rs.x, W=rs.W, P=rs.P, SP=rs.SP, TS=rs.TS, RB=rs.RB)
+    for i in (0, 1):
+        if G[i] is not None:
+            arrays[f"G{i}"] = np.asarray(G[i])
+    if setup.history is not None:
+        arrays["H"] = rs.H[:, :k]
+    if engine.A is not None:
+        arrays["A"], arrays["AS"] = rs.A, rs.AS
+    if sparse is not None:
+        arrays.update(gi=state.gi, gv=state.gv, pi=state.pi, pv=state.pv, bi=state.bi,
+                      bx=state.bx)
+        if objective.sparse == "catchup":
+            arrays["last"] = rs.last
+    meta = dict(format=_checkpoint.FORMAT, run=_describe_run(engine, objective, control,
+                                                             setup),
+                k=k, cur=state.cur, evaluations=state.evaluations, pos=state.pos,
+                next_callback=state.next_callback, stamp=state.stamp, f=state.f,
+                fprev=state.fprev, maxiter=rs.maxiter, options=setup.options_given[0],
+                missing=setup.options_given[1])
+    if setup.batching is not None:
+        arrays["perm"] = rs.perm
+        meta["batch_rng"] = setup.batching.rng.bit_generator.state
+    if setup.objective_rng is not None:
+        meta["objective_rng"] = setup.objective_rng.bit_generator.state
+        meta["rng_snapshot"] = setup.rng_snapshot[0] if setup.rng_snapshot else None
+    if objective.sparse is not None:
+        meta["r"] = objective.coalescer.r
+    _checkpoint.write(path, arrays, meta)
+
+
+def _checkpoint_run(restore, engine, objective, control, setup, G, SP, TS, RB, H, A,
+                    every, guard, maxiter, xv, args, bufs):
+    """``(run, state, sparse)``: the run a checkpoint holds, in this
+    run's arrays, after checking that it is the same kind of run."""
+    arrays, meta = restore
+    here = _describe_run(engine, objective, control, setup)
+    there = meta["run"]
+    differ = [key for key in here if here[key] != there.get(key)]
+    if differ:
+        key = differ[0]
+        raise ValueError(f"the checkpoint holds a run with {key}={there.get(key)!r}, "
+                         f"this run has {key}={here[key]!r}: resume it with the same "
+                         "method, options, x0 size and dtype, data and bounds")
+    k = int(meta["k"])
+    if k > maxiter:
+        raise ValueError(f"the checkpoint's run took {k} steps, more than this run's "
+                         f"maxiter={maxiter}")
+    # what this run's options set must be what the checkpoint's run had: the
+    # hyperparameters (with clip_norm and maximize) and the bounds
+    first, h, _ = cpu.layout(engine.rule_name, engine.bounded, True)
+    at = cpu.gradient_block(engine.rule_name)[0]
+    mine = np.r_[engine.P[:h], engine.P[at + cpu.G_CLIP], engine.P[at + cpu.G_SIGN]]
+    theirs = arrays["P"]
+    if theirs.shape != engine.P.shape or not np.array_equal(
+            mine, np.r_[theirs[:h], theirs[at + cpu.G_CLIP], theirs[at + cpu.G_SIGN]]):
+        raise ValueError("the checkpoint's run had other hyperparameters (betas, "
+                         "eps, weight decay, clip_norm, maximize, ...): a resume "
+                         "continues that run with its own (only the learning rate "
+                         "may change)")
+    if arrays["W"].shape != engine.W.shape or not np.array_equal(
+            arrays["W"][1:first], engine.W[1:first]):
+        raise ValueError("the checkpoint's run had other bounds: resume it with the "
+                         "bounds it was given")
+    for name, target in (("x", engine.x), ("W", engine.W), ("P", engine.P), ("SP", SP),
+                         ("TS", TS), ("RB", RB)):
+        if arrays[name].shape != target.shape:
+            raise ValueError(f"the checkpoint's {name} has the shape "
+                             f"{arrays[name].shape}, this run's {target.shape}")
+        np.copyto(target, arrays[name])
+    if "H" in arrays:
+        H[:, :k] = arrays["H"]
+    if engine.A is not None:
+        np.copyto(A, arrays["A"])
+        np.copyto(engine.AS, arrays["AS"])
+    for i in (0, 1):
+        if f"G{i}" not in arrays:
+            continue
+        if isinstance(G, list) and not control.jac_out:
+            G[i] = arrays[f"G{i}"]
+        else:
+            G[i][...] = arrays[f"G{i}"]
+    b = setup.batching
+    perm = np.zeros(0, np.int64)
+    if b is not None:
+        b.perm = perm = arrays["perm"].astype(np.int64)
+        b.pos = int(meta["pos"])
+        b.rng.bit_generator.state = meta["batch_rng"]
+    if setup.objective_rng is not None:
+        setup.objective_rng.bit_generator.state = meta["objective_rng"]
+        if setup.rng_snapshot is not None:
+            setup.rng_snapshot[0] = meta["rng_snapshot"]
+    empty_idx = np.zeros(0, np.int64)
+    empty_val = np.zeros((0, 1), engine.x.dtype)
+    mark = where = last = empty_idx
+    sparse = None
+    co = objective.coalescer
+    if objective.sparse is not None:
+        co.r = int(meta["r"])
+        co.stamp = int(meta["stamp"])
+        co.mark = np.zeros(engine.x.shape[0] // co.r, np.int64)
+        co.where = np.zeros(engine.x.shape[0] // co.r, np.int64)
+        mark, where = co.mark, co.where
+    sp = {}
+    if objective.sparse in ("lazy", "catchup"):
+        sparse = SparseSteps(engine, objective.sparse)
+        sparse.r = co.r
+        sp = {name: arrays[name] for name in ("gi", "gv", "pi", "pv", "bi", "bx")}
+        if objective.sparse == "catchup":
+            sparse.last = last = arrays["last"].astype(np.int64)
+    rs = Run(engine.x, xv, G, engine.W, engine.P, args, bufs, perm, SP,
+             TS, RB, H, A, engine.AS, mark, where, last, control.gtol, control.ftol,
+             control.xtol, maxiter, every, setup.smoothing, setup.patience,
+             cpu.layout(engine.rule_name, engine.bounded, True)[1], NO_SLICES,
+             guard.stop)
+    state = State(k, int(meta["cur"]), int(meta["evaluations"]), int(meta["pos"]),
+                  int(meta["next_callback"]), int(meta["stamp"]), float(meta["f"]),
+                  float(meta["fprev"]), sp.get("gi", empty_idx), sp.get("gv", empty_val),
+                  sp.get("pi", empty_idx), sp.get("pv", empty_val),
+                  sp.get("bi", empty_idx), sp.get("bx", empty_val))
+    return rs, state, sparse
 
 
 def _compile_all(missing):

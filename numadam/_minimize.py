@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Mapping
 
@@ -15,14 +16,17 @@ from scipy.optimize import OptimizeResult
 from . import _device, _loop, _stochastic
 from ._arrays import as_bounds, as_x0
 from ._engine import Engine
+from ._checkpoint import decode_options, encode_options
+from ._checkpoint import read as read_checkpoint
 from ._interrupt import INTERRUPTED, Guard, Interrupted
 from ._kernels import cpu
 from ._objective import Objective
 from ._options import (COMMON_OPTIONS, run_options, translate_aliases,
                        unknown_option_message, warn_user)
 from ._registry import lookup
+from ._state import OptimizerState
 
-__all__ = ["minimize"]
+__all__ = ["minimize", "resume"]
 
 _COMMON = {o.name: o for o in COMMON_OPTIONS}
 
@@ -165,14 +169,66 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None,
                  callback, dict(options))
 
 
+def resume(path, fun, args=(), jac=None, bounds=None, callback=None, options=None):
+    """Continue the run a checkpoint holds, as if it had never stopped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint written by a run with ``options={"checkpoint": path}``.
+    fun, args, jac, bounds, callback
+        As given to :func:`minimize` for that run: the checkpoint holds the
+        run's state and options, not its functions and data.
+    options : dict, optional
+        Options to change for the rest of the run (``disp``, ``maxiter`` to
+        go further, the tolerances, a ``checkpoint`` elsewhere, the
+        ``learning_rate`` from here on; the other hyperparameters are the
+        run's own); a Python callable ``learning_rate``, which a checkpoint
+        cannot hold, must be given again here.
+
+    Returns
+    -------
+    res : scipy.optimize.OptimizeResult
+        The result the uninterrupted run would have returned, bitwise: ``x``,
+        ``fun``, ``jac``, ``nit`` and ``nfev`` counted from the run's start,
+        ``history``, ``state``. The resumed run goes on writing its
+        checkpoints.
+
+    Raises
+    ------
+    ValueError
+        The file is not a numadam checkpoint, or this run differs from the
+        checkpoint's (method, size, dtype, data rows, batch size, bounds,
+        sparse mode, switches).
+
+    See Also
+    --------
+    minimize : the ``checkpoint`` and ``checkpoint_every`` options.
+    """
+    arrays, meta = read_checkpoint(path)
+    _, spec = lookup(meta["run"]["method"])
+    options_ = decode_options(meta["options"])
+    extra = {} if options is None else dict(options)
+    absent = [name for name in meta["missing"] if name not in extra]
+    if absent:
+        raise ValueError(f"the checkpoint's run had option {absent[0]!r}, which a "
+                         f"checkpoint cannot hold (a Python object): give it again, "
+                         f"options={{{absent[0]!r}: ...}}")
+    options_.update(extra)
+    options_.setdefault("checkpoint", os.fspath(path))
+    return solve(spec, fun, arrays["x"], args, jac, None, None, bounds, (), None,
+                 callback, options_, restore=(arrays, meta))
+
+
 def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
-          callback, options):
+          callback, options, restore=None):
     """Run numadam method ``spec``; ``options`` is a fresh dict we may change.
     From here on Ctrl-C is the run's (:class:`~numadam._interrupt.Guard`):
-    it ends the run at its next step, keeping the result."""
+    it ends the run at its next step, keeping the result. ``restore``: a
+    checkpoint's ``(arrays, meta)`` to resume from (:func:`resume`)."""
     with Guard() as guard:
         res, control = _checked_run(spec, fun, x0, args, jac, hess, hessp, bounds,
-                                    constraints, tol, callback, options, guard)
+                                    constraints, tol, callback, options, guard, restore)
     if guard.asked and control.on_interrupt == "raise":
         raise Interrupted(res)
     if control.disp and res.status != INTERRUPTED:
@@ -181,13 +237,28 @@ def solve(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
 
 
 def _checked_run(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol,
-                 callback, options, guard):
+                 callback, options, guard, restore):
     """The inputs checked, the run, and its result with the run's options."""
     if not isinstance(args, tuple):
         args = (args,)
     if tol is not None:
         options.setdefault("gtol", _check_tol(tol))
     control, hyper = split_options(spec, options)
+    if control.state is not None and not isinstance(
+            control.state, (OptimizerState, str, os.PathLike)):
+        raise TypeError(f"options['state'] must be an OptimizerState (res.state) or "
+                        f"a checkpoint's path, got {type(control.state).__name__}")
+    if isinstance(control.state, (str, os.PathLike)):
+        # a checkpoint's path: the run it holds goes on (x0 is its iterate)
+        if restore is not None:
+            raise ValueError("a resumed run continues the checkpoint's state: option "
+                             "'state' cannot be given too")
+        if not os.path.isfile(control.state):
+            raise FileNotFoundError(f"options['state'] names the checkpoint "
+                                    f"{os.fspath(control.state)!r}, which is not a file")
+        restore = read_checkpoint(control.state)
+        x0 = restore[0]["x"]
+        control = dataclasses.replace(control, state=None)
     check_constraints(constraints, spec.name)
     for name, value in (("hess", hess), ("hessp", hessp)):
         if value is not None:
@@ -203,6 +274,9 @@ def _checked_run(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol
         np.clip(x, lo, hi, out=x)
     setup, args, maxiter = _stochastic.setup_run(control, args)
     control = dataclasses.replace(control, maxiter=maxiter)
+    if control.checkpoint is not None:
+        setup.options_given = encode_options(options)
+    setup.restore = restore
     sparse = spec.sparse_mode(hyper, control.sparse, setup.average is not None)
     objective = Objective(fun, jac, args, x.shape[0], x.dtype, lo, hi)
     if control.jac_out and objective.mode not in ("callable", "combined"):

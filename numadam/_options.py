@@ -284,7 +284,10 @@ COMMON_OPTIONS = (
            ":ref:`performance`).", kind="switch"),
     Option("state", None, "An :class:`~numadam.OptimizerState` from an earlier "
            "result (``res.state``) to continue that run exactly (checked against "
-           "the method and x0 before the first evaluation).", kind="object"),
+           "the method and x0 before the first evaluation), or the path of a "
+           "``checkpoint``: the run it holds goes on from its iterate (x0 is "
+           "not used), as :func:`numadam.resume` does with this call's options.",
+           kind="object"),
     Option("compiled", None, "Run the whole loop compiled: None (the default) "
            "does when fun and jac are Numba functions, False never does, True "
            "requires it. The compiled loop calls them as first-class functions "
@@ -334,6 +337,14 @@ COMMON_OPTIONS = (
     Option("device", None, "Where the run keeps x, the gradient and the state: "
            "None (the host, or the GPU when x0 is a CUDA device array), 'cpu' or "
            "'cuda' (see the GPU guide).", kind="choice", choices=(None, "cpu", "cuda")),
+    Option("checkpoint", None, "A file path: the run writes its whole state "
+           "there (a ``.npz`` file, replaced atomically) every "
+           "``checkpoint_every``, so that :func:`numadam.resume` continues it "
+           "bitwise after a crash or a kill (see :ref:`guide-checkpoints`).",
+           kind="object"),
+    Option("checkpoint_every", 60.0, "How often a run with ``checkpoint`` writes "
+           "it: every this many steps (an integer >= 1) or seconds (a float > 0).",
+           kind="object"),
     Option("on_interrupt", "raise", "What Ctrl-C (SIGINT) during the run does: "
            "the run stops at its next step (within half a second) and, with "
            "'raise', raises :class:`numadam.Interrupted`, a KeyboardInterrupt "
@@ -391,11 +402,44 @@ def run_options(given, owner):
         if values["history"] == "epoch":
             raise ValueError(f"{owner}: option history='epoch' needs option "
                              "'batch_size'; use history='step' for full-batch runs")
+    values["checkpoint"], values["checkpoint_every"] = _checkpoint_options(
+        values["checkpoint"], values["checkpoint_every"], owner)
     if values["epochs"] is not None and "maxiter" in given:
         raise ValueError(f"{owner}: give either option 'epochs' or option 'maxiter', "
                          "not both")
     return RunOptions(**values, maxiter_given="maxiter" in given,
                       learning_rate_schedule=None)
+
+
+def _checkpoint_options(path, every, owner):
+    """``checkpoint`` as a str path whose directory exists, and
+    ``checkpoint_every`` as an int (steps) or a float (seconds)."""
+    if isinstance(every, (bool, np.bool_)) or not isinstance(every, numbers.Real):
+        raise TypeError(f"{owner}: option 'checkpoint_every' must be an integer >= 1 "
+                        f"(steps) or a float > 0 (seconds), got {every!r}")
+    if isinstance(every, numbers.Integral):
+        if every < 1:
+            raise ValueError(f"{owner}: option 'checkpoint_every' must be an integer "
+                             f">= 1 (steps) or a float > 0 (seconds), got {every!r}")
+        every = int(every)
+    else:
+        every = float(every)
+        if not (math.isfinite(every) and every > 0.0):
+            raise ValueError(f"{owner}: option 'checkpoint_every' must be an integer "
+                             f">= 1 (steps) or a float > 0 (seconds), got {every!r}")
+    if path is None:
+        return None, every
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise TypeError(f"{owner}: option 'checkpoint' must be a file path (str or "
+                        f"os.PathLike) or None, got {type(path).__name__}")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if path == "" or os.path.isdir(path):
+        raise ValueError(f"{owner}: option 'checkpoint' must name a file, got {path!r}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{owner}: option 'checkpoint' names a file in {folder!r}, "
+                         "which is not a directory")
+    return path, every
 
 
 #: torch.optim's spellings of options, taken as they are where the method

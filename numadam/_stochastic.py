@@ -338,6 +338,11 @@ class RunSetup:
         self.progress = False
         #: the run's SIGINT handling (numadam._interrupt.Guard), or None
         self.guard = None
+        #: the run's options as a checkpoint stores them, and the names of
+        #: those it cannot store (numadam._checkpoint.encode_options)
+        self.options_given = ({}, [])
+        #: a checkpoint's (arrays, meta) to resume the run from, or None
+        self.restore = None
 
     @property
     def stochastic(self):

@@ -214,8 +214,11 @@ def _short_aux_state():
 
 
 @pytest.mark.parametrize("state, kw, exc, match", [
-    ("not a state", {}, TypeError,
-     r"options\['state'\] must be an OptimizerState \(res.state\), got str"),
+    (3.5, {}, TypeError,
+     r"options\['state'\] must be an OptimizerState \(res.state\) or a checkpoint's "
+     r"path, got float"),
+    ("not a state", {}, FileNotFoundError,
+     r"options\['state'\] names the checkpoint 'not a state', which is not a file"),
     (lambda: _state("sgd"), {}, ValueError,
      r"options\['state'\] comes from method 'sgd' and cannot continue method 'adam'"),
     (lambda: _state(amsgrad=True), {}, ValueError,

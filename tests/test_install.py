@@ -53,8 +53,12 @@ def _check(out):
 
 
 def _env(**extra):
+    """The environment of a child that imports the numadam this process
+    runs (the installed one, or the source tree's)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    root = os.path.dirname(os.path.dirname(numadam.__file__))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in (env.get("PYTHONPATH"),) if p])
     env.update(extra)
     return env
 
