@@ -266,6 +266,9 @@ def _checked_run(spec, fun, x0, args, jac, hess, hessp, bounds, constraints, tol
                     "Hessian-vector product information (hessp)")
             warn_user(f"Method {spec.name} does not use {what}.", RuntimeWarning)
     if _device.wanted(x0, control.device):
+        if restore is not None:
+            raise ValueError("a checkpoint's run goes on on the host: device runs "
+                             "neither write nor resume checkpoints")
         return _device.solve(spec, fun, x0, args, jac, bounds, callback, control,
                              hyper, guard), control
     x = as_x0(x0)

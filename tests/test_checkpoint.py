@@ -220,6 +220,20 @@ def test_a_checkpoint_that_cannot_be_written_does_not_end_the_run(
     _same(res, _run("python"))
 
 
+def test_device_runs_neither_write_nor_resume_checkpoints(tmp_path):
+    path = tmp_path / "run.npz"
+    _run("python", checkpoint=path, checkpoint_every=100)
+    with pytest.raises(ValueError, match="device runs neither write nor resume"):
+        numadam.resume(path, ls_fun, args=(A, B), jac=ls_jac, options={"device": "cuda"})
+    cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    if not cuda.is_available():  # pragma: no cover - a broken driver
+        pytest.skip("no CUDA GPU and no simulator")
+    with pytest.raises(ValueError, match="option 'checkpoint' is not supported by "
+                                         "device runs"):
+        numadam.minimize(lambda x: 0.0, cuda.to_device(np.zeros(3)),
+                         jac=lambda x: x, options={"checkpoint": str(path)})
+
+
 def test_a_python_learning_rate_must_be_given_again(tmp_path):
     path = tmp_path / "run.npz"
 
