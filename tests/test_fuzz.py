@@ -19,13 +19,15 @@ NAMES = sorted({name for spec in numadam.methods.values() for name in spec.optio
                | {"gtol", "ftol", "xtol", "maxiter", "parallel", "compiled",
                   "callback_every", "jac_out", "batch_size", "batch_args", "epochs",
                   "seed", "smoothing", "patience", "average", "average_decay",
-                  "average_start", "sparse", "history", "lr", "betas", "learning_rat",
-                  "momentun", "maximise"})
+                  "average_start", "sparse", "history", "on_interrupt",
+                  "checkpoint_every", "lr", "betas", "learning_rat", "momentun",
+                  "maximise"})
 
 #: values of every kind: fine ones, out of range, non-finite, wrong types
 VALUES = [0, 1, 2, 3, 0.5, 0.9, 0.999, 1.0, 1.5, -1, -0.5, 1e-8, 1e-3, 10,
           float("nan"), float("inf"), -float("inf"), True, False, None, "adam", "",
-          "lazy", "ema", "step", [0], (0.9, 0.99), (0.9,), np.array([1.0, 2.0]),
+          "lazy", "ema", "step", "raise", "return", [0], (0.9, 0.99), (0.9,),
+          np.array([1.0, 2.0]),
           np.float32(0.1), 10**6, object()]
 
 #: values that would make a long run: left out for the options that size it
