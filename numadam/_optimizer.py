@@ -17,7 +17,7 @@ from ._options import (RUN_OPTION_NAMES, TORCH_ALIASES, translate_aliases,
                        unknown_option_message)
 from ._params import Params
 from ._registry import METHODS, lookup
-from ._sparse import Coalescer, raw_parts
+from ._sparse import Coalescer, as_rows, raw_parts
 from ._state import OptimizerState, running_powers
 from ._statedict import export_group, export_state, import_group, import_state
 from .schedules import watches_loss
@@ -173,7 +173,7 @@ class Optimizer:
         self._sparse = None
         if mode is not None:
             self._sparse = SparseSteps(self._engine, mode, backup=False)
-            self._coalesce = Coalescer(flat.shape[0], x.dtype)
+            self._coalesce = Coalescer(flat.shape[0], x.dtype, fixed=mode == "catchup")
 
     def _init_device(self, x, values, bounds, state, sparse, label):
         """An Optimizer whose x, gradients and state live on a GPU."""
@@ -336,11 +336,16 @@ class Optimizer:
             if isinstance(g, np.ndarray) and g.shape == x.shape:
                 r = self._coalesce.r or (x.shape[-1] if x.ndim > 1 and x.shape[-1] else 1)
                 g = (np.arange(n // r, dtype=np.int64), g.reshape(n // r, r))
-            parts = raw_parts(g, n, x.dtype)
+            # lazy steps on a table: a gradient by coordinates that are whole
+            # rows takes the row form (the same step, at the cost of rows)
+            rows_of = x.shape[-1] if not self._coalesce.fixed and x.ndim > 1 else None
+            parts = raw_parts(g, n, x.dtype, rows_of)
             if parts is None:
                 raise TypeError("this Optimizer takes sparse gradients: a "
                                 "SparseGradient, a scipy.sparse row or (indices, "
                                 "values), or an array of the parameter's shape")
+            if rows_of is not None:
+                parts = as_rows(*parts, rows_of)
             return self._coalesce(*parts)
         if type(g) is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape:
             g = dense_gradient(g, x.shape, x.dtype, f"{subject} must be")

@@ -4,7 +4,9 @@ A sparse gradient names the coordinates that have a gradient this step. It
 comes as
 
 - ``numadam.SparseGradient(indices, values)``,
-- a SciPy sparse array or matrix of shape ``(1, n)`` or ``(n,)``,
+- a SciPy sparse array or matrix of shape ``(1, n)`` or ``(n,)``, or shaped
+  like the parameter's table, ``(n // b, b)`` (each stored entry one
+  coordinate, row by row),
 - or, from Numba functions (which cannot build Python objects), a tuple
   ``(indices, values)`` with the meaning of SparseGradient.
 
@@ -77,9 +79,12 @@ class SparseGradient:
                 f"shape {self.values.shape})")
 
 
-def raw_parts(g, n, dtype):
+def raw_parts(g, n, dtype, rows_of=None):
     """``(idx, val)`` of a sparse gradient, before coalescing, or None when
-    ``g`` is not sparse. ``val`` has shape ``(k, r)`` and the run's dtype."""
+    ``g`` is not sparse. ``val`` has shape ``(k, r)`` and the run's dtype.
+    With ``rows_of`` (a lazy step's table row length), a CSR table whose
+    stored entries are whole rows comes in the row form (the same
+    coordinates)."""
     if isinstance(g, SparseGradient):
         idx, val = g.indices, g.values
     elif isinstance(g, tuple) and len(g) == 2 and all(
@@ -97,15 +102,28 @@ def raw_parts(g, n, dtype):
             return None
         if not sp.issparse(g):
             return None
-        if g.ndim == 2 and g.shape[0] != 1:
-            raise ValueError(f"jac returned a sparse matrix of shape {g.shape}; a "
-                             f"sparse gradient has one row: shape (1, {n}) or ({n},)")
-        if g.shape[-1] != n:
+        table = g.ndim == 2 and g.shape[0] != 1
+        if (table and g.shape[0] * g.shape[1] != n) or (not table and g.shape[-1] != n):
             raise ValueError(f"jac returned a sparse gradient of shape {g.shape}, but "
-                             f"x0 has {n} elements")
-        coo = g.tocoo()
-        coords = coo.coords if hasattr(coo, "coords") else (coo.row, coo.col)
-        idx, val = coords[-1], coo.data
+                             f"x0 has {n} elements: give shape (1, {n}) or ({n},), or "
+                             "a table (rows, columns) of that many elements")
+        if table and g.format == "csr":
+            # each stored entry is one coordinate of the table, row by row
+            columns = g.shape[1]
+            if rows_of == columns and g.nnz % columns == 0:
+                rows = np.empty(g.nnz // columns, np.int64)
+                if _csr_whole_rows(g.indptr, g.indices, columns, rows):
+                    return rows, np.ascontiguousarray(
+                        g.data.reshape(-1, columns), dtype=dtype)
+            idx = np.empty(g.nnz, np.int64)
+            _csr_coordinates(g.indptr, g.indices, columns, idx)
+            val = g.data
+        else:
+            coo = g.tocoo()
+            coords = coo.coords if hasattr(coo, "coords") else (coo.row, coo.col)
+            idx, val = coords[-1], coo.data
+            if table:
+                idx = coords[0].astype(np.int64) * g.shape[1] + coords[1]
     if val.ndim == 1:
         val = val.reshape(-1, 1)
     r = val.shape[1]
@@ -114,6 +132,63 @@ def raw_parts(g, n, dtype):
                          f"({n}) to be a multiple of {r}")
     return (np.ascontiguousarray(idx, dtype=np.int64),
             np.ascontiguousarray(val, dtype=dtype))
+
+
+@njit(cache=disk_cache(), nogil=True)
+def _csr_coordinates(indptr, indices, columns, out):
+    """The flat coordinates (row * columns + column) of a CSR table's
+    stored entries, in their order."""
+    for i in range(indptr.shape[0] - 1):
+        for j in range(indptr[i], indptr[i + 1]):
+            out[j] = i * columns + indices[j]
+
+
+@njit(cache=disk_cache(), nogil=True)
+def _csr_whole_rows(indptr, indices, columns, rows):
+    """Whether every stored row of a CSR table is whole (its ``columns``
+    entries in order); if so ``rows`` holds their numbers."""
+    k = 0
+    for i in range(indptr.shape[0] - 1):
+        start = indptr[i]
+        count = indptr[i + 1] - start
+        if count == 0:
+            continue
+        if count != columns or k == rows.shape[0]:
+            return False
+        for c in range(columns):
+            if indices[start + c] != c:
+                return False
+        rows[k] = i
+        k += 1
+    return k == rows.shape[0]
+
+
+@njit(cache=disk_cache(), nogil=True)
+def whole_rows(idx, r):
+    """Whether the coordinates ``idx`` are whole rows of ``r``, in blocks of
+    ``r`` consecutive coordinates each starting a row (``r * i``, ...,
+    ``r * i + r - 1``): the form of a table's gradient given by coordinates,
+    which the row form steps at the cost of rows."""
+    k = idx.shape[0]
+    if k == 0 or k % r != 0:
+        return False
+    for j in range(0, k, r):
+        first = idx[j]
+        if first < 0 or first % r != 0:
+            return False
+        for c in range(1, r):
+            if idx[j + c] != first + c:
+                return False
+    return True
+
+
+def as_rows(idx, val, r):
+    """``(idx, val)`` given by coordinates (``val`` of shape ``(k, 1)``) in
+    the row form of rows of ``r`` when they are whole rows (the same
+    coordinates, so the same lazy step), else as they are."""
+    if r > 1 and val.shape[1] == 1 and whole_rows(idx, r):
+        return idx[::r] // r, val.reshape(-1, r)
+    return idx, val
 
 
 @njit(cache=disk_cache(), nogil=True)
@@ -153,14 +228,20 @@ def _coalesce(idx, val, n_rows, mark, where, stamp, out_idx, out_val):
 class Coalescer:
     """Check indices and sum repeated ones, in O(k) with scratch arrays.
 
-    Input that is already sorted and unique passes through untouched.
+    Input that is already sorted and unique passes through untouched. The
+    row length ``r`` is the first gradient's; with ``fixed`` (catch-up,
+    which keeps a step count per row) every later one must keep it, else
+    (lazy steps, which touch exactly the coordinates given in either form)
+    gradients may come by coordinates one step and by rows the next.
     """
 
-    def __init__(self, n, dtype):
+    def __init__(self, n, dtype, fixed=True):
         self.n = n
         self.dtype = dtype
+        self.fixed = fixed
         self.r = None
         self.stamp = 0
+        self._scratch = {}
 
     def __call__(self, idx, val):
         r = val.shape[1]
@@ -169,14 +250,19 @@ class Coalescer:
             n_rows = self.n // r
             self.mark = np.zeros(n_rows, np.int64)
             self.where = np.zeros(n_rows, np.int64)
-        elif r != self.r:
+            self._scratch[r] = (self.mark, self.where)
+        elif r != self.r and self.fixed:
             raise ValueError(f"the sparse gradients of a run must keep their row "
                              f"length: {self.r} before, {r} now")
+        scratch = self._scratch.get(r)
+        if scratch is None:
+            scratch = self._scratch[r] = (np.zeros(self.n // r, np.int64),
+                                          np.zeros(self.n // r, np.int64))
         k = idx.shape[0]
         out_idx = np.empty(k, np.int64)
         out_val = np.empty((k, r), self.dtype)
         self.stamp += 1
-        got = _coalesce(idx, val, self.n // r, self.mark, self.where, self.stamp,
+        got = _coalesce(idx, val, self.n // r, scratch[0], scratch[1], self.stamp,
                         out_idx, out_val)
         if got == -(2 ** 62):
             return idx, val

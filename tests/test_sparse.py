@@ -254,6 +254,73 @@ def test_rows_form_updates_whole_rows():
     np.testing.assert_array_equal(x, [-4, -5, -6, 0, 0, 0, -1, -2, -3, 0, 0, 0])
 
 
+def _table_steps(form, seed=3, rows=50, r=4, steps=30):
+    """Gradients of a (rows, r) table in ``form``: whole rows by rows, the
+    same by coordinates, by a 2-D scipy.sparse table, and (every third step)
+    scattered coordinates that are not whole rows."""
+    rng = np.random.default_rng(seed)
+    for t in range(steps):
+        if t % 3 == 2:
+            coords = np.sort(rng.choice(rows * r, 7, replace=False))
+            values = rng.standard_normal(7)
+            if form == "scipy table":
+                table = np.zeros(rows * r)
+                table[coords] = values
+                yield sp.csr_matrix(table.reshape(rows, r))
+            else:
+                yield numadam.SparseGradient(coords, values)
+            continue
+        touched = np.sort(rng.choice(rows, 6, replace=False))
+        values = rng.standard_normal((6, r))
+        if form == "rows":
+            yield numadam.SparseGradient(touched, values)
+        elif form == "coordinates":
+            coords = (touched[:, None] * r + np.arange(r)).ravel()
+            yield numadam.SparseGradient(coords, values.ravel())
+        else:
+            table = np.zeros((rows, r))
+            table[touched] = values
+            yield sp.csr_matrix(table)
+
+
+@pytest.mark.parametrize("method", ["adam", "rmsprop", "sgd"])
+def test_a_tables_gradient_by_whole_rows_in_any_form_is_the_same_lazy_step(method):
+    # the reference: a flat parameter, where every gradient is coordinates
+    flat = np.linspace(-1.0, 1.0, 200)
+    ref = numadam.Optimizer(method, flat, sparse="lazy", learning_rate=0.01)
+    for g in _table_steps("coordinates"):
+        ref.step(g)
+    for form in ("rows", "coordinates", "scipy table"):
+        table = np.linspace(-1.0, 1.0, 200).reshape(50, 4)
+        opt = numadam.Optimizer(method, table, sparse="lazy", learning_rate=0.01)
+        for g in _table_steps(form):
+            opt.step(g)
+        np.testing.assert_array_equal(table.ravel(), flat)
+        assert opt.state_dict()["state"][0]["step"] == 30
+
+
+def test_whole_rows_are_found_and_nothing_else():
+    from numadam._sparse import as_rows, whole_rows
+
+    idx = np.array([4, 5, 6, 7, 12, 13, 14, 15], np.int64)
+    val = np.arange(8.0).reshape(-1, 1)
+    rows, vals = as_rows(idx, val, 4)
+    np.testing.assert_array_equal(rows, [1, 3])
+    np.testing.assert_array_equal(vals, [[0, 1, 2, 3], [4, 5, 6, 7]])
+    for bad in ([4, 5, 6, 7, 12, 13, 14], [5, 6, 7, 8], [4, 5, 7, 6], [-4, -3, -2, -1],
+                []):
+        assert not whole_rows(np.array(bad, np.int64), 4)
+        assert as_rows(np.array(bad, np.int64), np.zeros((len(bad), 1)), 4)[1].shape[1] == 1
+
+
+def test_catchup_keeps_one_row_length():
+    table = np.zeros((5, 2))
+    opt = numadam.Optimizer("adam", table, sparse="catchup")
+    opt.step(numadam.SparseGradient([1], [[1.0, 2.0]]))
+    with pytest.raises(ValueError, match="must keep their row length: 2 before, 1 now"):
+        opt.step(numadam.SparseGradient([3], [1.0]))
+
+
 def test_optimizer_catchup_and_flush():
     x = np.zeros(5)
     opt = numadam.Optimizer("sgd", x, sparse="catchup", learning_rate=0.1, momentum=0.5)
@@ -280,7 +347,8 @@ def test_optimizer_catchup_and_flush():
     (lambda x: np.zeros(N), {"sparse": "lazy"}, TypeError,
      r"option sparse='lazy' needs jac to return a sparse gradient"),
     (lambda x: sp.csr_matrix(np.ones((2, N))), {"sparse": "lazy"}, ValueError,
-     r"jac returned a sparse matrix of shape \(2, 40\); a sparse gradient has one row"),
+     r"jac returned a sparse gradient of shape \(2, 40\), but x0 has 40 elements: "
+     r"give shape \(1, 40\) or \(40,\), or a table"),
 ])
 def test_bad_sparse_gradients_fail_before_any_step(jac_returns, options, exc, match):
     x0 = np.zeros(N)
